@@ -1,0 +1,94 @@
+"""The one interface every depth model implements.
+
+A model's ``forward(frames, focus_distance_m, camera)`` takes
+
+* ``frames``: ``(B, S, C, H, W)`` float in [0, 1], S frames of a focal stack / sweep window,
+  ordered as captured (the last frame is the *reference*: depth is predicted for its view),
+* ``focus_distance_m``: ``(B, S)`` metres,
+* ``camera``: ``(B, 3)`` = ``[focal_length_m, f_number, pixel_pitch_m]`` (see :func:`camera_tensor`),
+
+and returns a dict with at least ``"depth_m"``: ``(B, 1, H, W)`` metres. Optional keys:
+``"coc_px"`` ``(B, S, 1, H, W)`` (models with a CoC decoder), ``"confidence"`` ``(B, 1, H, W)``
+in [0, 1]. Training, evaluation and prediction only use this interface and the class
+attribute :attr:`DepthModel.info`, so they never branch on a model's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal, Sequence
+
+import torch
+from torch import nn
+
+Consumes = Literal["stack_fixed", "stack_any", "stream", "single"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model consumes and what it needs from the camera metadata."""
+
+    consumes: Consumes  # fixed-size stack, any number of slices, a frame stream, or one image
+    uses_focus_distance: bool  # reads focus_distance_m beyond the output depth range mapping
+    uses_camera: bool  # reads the camera tensor
+    paper: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DepthModel(nn.Module):
+    """Base class: subclasses set ``info`` and implement ``forward``."""
+
+    info: ClassVar[ModelInfo]
+
+    def forward(self, frames: torch.Tensor, focus_distance_m: torch.Tensor,
+                camera: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def check_inputs(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor,
+                 num_frames: int | None = None) -> None:
+    """Shape checks with messages that say what was expected."""
+    if frames.ndim != 5:
+        raise ValueError(f"frames: expected (B, S, C, H, W), got shape {tuple(frames.shape)}")
+    batch, slices = frames.shape[:2]
+    if focus_distance_m.shape != (batch, slices):
+        raise ValueError(f"focus_distance_m: expected (B, S) = {(batch, slices)}, "
+                         f"got {tuple(focus_distance_m.shape)}")
+    if camera.shape != (batch, 3):
+        raise ValueError(f"camera: expected (B, 3) = [focal_length_m, f_number, pixel_pitch_m], "
+                         f"got {tuple(camera.shape)}")
+    if num_frames is not None and slices != num_frames:
+        raise ValueError(f"frames: this model takes exactly {num_frames} slices, got {slices}")
+
+
+def camera_tensor(cameras: Sequence, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(B, 3)`` tensor from :class:`focaldepth.optics.Camera` objects."""
+    rows = [[c.focal_length_m, c.f_number, c.pixel_pitch_m] for c in cameras]
+    return torch.tensor(rows, device=device, dtype=dtype)
+
+
+def depth_range_dpt(focus_distance_m: torch.Tensor, margin: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-depth interval ``(B,1,1,1)`` spanned by the stack's focus distances, widened by
+    ``margin`` of its width on each side (depth is only observable near the swept range)."""
+    dpt = 1.0 / focus_distance_m
+    low, high = dpt.amin(dim=1), dpt.amax(dim=1)
+    width = (high - low).clamp_min(1e-3)
+    low = (low - margin * width).clamp_min(1e-3)
+    high = high + margin * width
+    return low.view(-1, 1, 1, 1), high.view(-1, 1, 1, 1)
+
+
+def depth_from_unit(unit: torch.Tensor, focus_distance_m: torch.Tensor) -> torch.Tensor:
+    """Map a network's output in [0, 1] (0 = far end, 1 = near end of the swept range, linear in
+    inverse depth) to metric depth. This lets networks that regress a normalised depth map
+    (as the seed architectures do) produce metres for any camera and focus schedule."""
+    low, high = depth_range_dpt(focus_distance_m)
+    return 1.0 / (low + unit.clamp(0, 1) * (high - low))
+
+
+def unit_from_depth(depth_m: torch.Tensor, focus_distance_m: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`depth_from_unit` (not clamped)."""
+    low, high = depth_range_dpt(focus_distance_m)
+    return (1.0 / depth_m - low) / (high - low)
