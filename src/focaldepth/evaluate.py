@@ -1,0 +1,586 @@
+"""``focaldepth evaluate``: run any model over a held-out test set and report depth metrics.
+
+The model is called only through the common interface ``model(frames, focus_distance_m,
+camera)["depth_m"]`` (a stream model gets the stack in capture order, a single-image model
+picks its last frame itself), so the same code scores every zoo model, a training checkpoint
+and the classical baseline.
+
+Two passes over the test folder:
+
+1. **Accuracy.** One focal stack per test item (``num_frames`` frames of increasing focus, as
+   in training), compared with the ground truth of its last frame on valid pixels, with the
+   metrics of :mod:`focaldepth.metrics` in metres *and* on depth normalised to [0, 1] by the
+   sequence's depth range. The range is the minimum and maximum valid ground-truth depth over
+   all evaluated items of the sequence (one range per clip, never per frame), so a
+   normalised MSE of 1e-3 means an RMS error of ~3 % of that sequence's depth span: the
+   seed's reporting convention for its Blender scenes.
+2. **Temporal stability** (dynamic sequences only). The model runs on every window of
+   ``num_frames`` consecutive frames of the sweep; the depth of window t and window t-1 are
+   compared along the ground-truth flow of frame t (see
+   :func:`focaldepth.metrics.temporal_stability`).
+
+Outputs in ``OUT`` (each written atomically): ``per_sequence.csv``, ``metrics.json``
+(aggregates over images: all / static / dynamic), ``metrics.md``, ``error_vs_depth.png``
+and ``sheet.png`` (inputs / prediction / ground truth / error for a few sequences).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from focaldepth.errors import UserError
+from focaldepth.io.atomic import atomic_path, atomic_write_text
+from focaldepth.metrics import METRIC_NAMES, TEMPORAL_NAMES, MetricAccumulator
+
+Batch = dict[str, Any]
+Predictor = Callable[[Batch], torch.Tensor]
+
+NORMALISED_PREFIX = "norm_"
+CLASSICAL = "classical"
+#: Metric-depth bins of the error-vs-depth plot: log-spaced over every depth a generated
+#: scene can contain (0.05-10 m, with margin).
+DEPTH_BINS_M = np.geomspace(0.02, 20.0, 41)
+NORMALISED_BINS = np.linspace(0.0, 1.0, 21)
+#: Columns of the markdown tables and their formats.
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("mse", "MSE", "{:.3g}"), ("rmse", "RMSE", "{:.3g}"), ("absrel", "AbsRel", "{:.3f}"),
+    ("sqrel", "SqRel", "{:.3g}"), ("rmse_log", "RMSE-log", "{:.3f}"),
+    ("delta1", "δ<1.25", "{:.2%}"), ("delta2", "δ<1.25²", "{:.2%}"),
+    ("delta3", "δ<1.25³", "{:.2%}"), ("bumpiness", "bump", "{:.3g}"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# models
+
+
+def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
+    """Wrap a :class:`~focaldepth.models.base.DepthModel` as ``batch -> depth_m (B,1,H,W)``."""
+    model = model.to(device).eval()
+
+    def predict(batch: Batch) -> torch.Tensor:
+        with torch.inference_mode():
+            outputs = model(batch["frames"].to(device), batch["focus_distance_m"].to(device),
+                            batch["camera"].to(device))
+        return outputs["depth_m"].float().cpu()
+
+    return predict
+
+
+@dataclass
+class ModelUnderTest:
+    """A model to evaluate and how to describe it in the outputs."""
+
+    model: torch.nn.Module
+    source: str
+    num_frames: int | None = None  # from the training config, if known
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model_under_test(checkpoint: str, device: str = "cpu") -> ModelUnderTest:
+    """``classical`` -> the classical DFF baseline; a ``.ckpt`` from ``focaldepth train`` or a
+    ``.pt`` exported model file -> that model (no Lightning needed for either)."""
+    if checkpoint == CLASSICAL:
+        from focaldepth.classical import ClassicalDFF
+
+        model = ClassicalDFF()
+        return ModelUnderTest(model=model, source=CLASSICAL, description={
+            "name": CLASSICAL, "kwargs": {"window": model.window, "smooth": model.smooth,
+                                          "measure": model.measure},
+            "info": model.info.to_dict()})
+    from focaldepth.train.checkpoint import load_trained_model
+
+    loaded = load_trained_model(checkpoint, map_location=device)
+    config = loaded.config or {}
+    num_frames = (config.get("data") or {}).get("num_frames")
+    model_section = dict(config.get("model") or {})
+    info = getattr(loaded.model, "info", None)
+    return ModelUnderTest(model=loaded.model, source=str(checkpoint), num_frames=num_frames,
+                          description={"name": model_section.pop("name", type(loaded.model).__name__),
+                                       "kwargs": model_section,
+                                       "info": info.to_dict() if info is not None else None,
+                                       "global_step": loaded.extra.get("global_step")})
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def open_test_set(root: str | Path, *, num_frames: int, sample: str, split: str | None = None,
+                  crop_size: int | None = None) -> Dataset:
+    """A deterministic (no random crop) view of a generated test folder."""
+    from focaldepth.data import FocusSweepDataset
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError("test data folder does not exist", root)
+    kwargs: dict[str, Any] = {"num_frames": num_frames, "crop_size": crop_size, "sample": sample,
+                              "random_crop": False}
+    if split is not None:
+        kwargs["split"] = split
+    return FocusSweepDataset(root, **kwargs)
+
+
+def _batched(item: Mapping[str, Any]) -> Batch:
+    """One dataset item as a batch of one (tensors get a leading dim, scalars become (1,))."""
+    out: Batch = {}
+    for key, value in item.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.unsqueeze(0)
+        elif isinstance(value, np.ndarray):
+            out[key] = torch.from_numpy(value).unsqueeze(0)
+        elif isinstance(value, (bool, int, float)):
+            out[key] = torch.tensor([value])
+        else:
+            out[key] = [value]
+    return out
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.reshape(-1)[0].item()
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# accumulation
+
+
+class ErrorByDepth:
+    """Sums of errors in bins of ground-truth depth, for the error-vs-depth plot."""
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = torch.as_tensor(edges, dtype=torch.float64)
+        bins = len(edges) - 1
+        self.count = torch.zeros(bins, dtype=torch.float64)
+        self.abs_error = torch.zeros(bins, dtype=torch.float64)
+        self.sq_error = torch.zeros(bins, dtype=torch.float64)
+        self.rel_error = torch.zeros(bins, dtype=torch.float64)
+
+    def add(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> None:
+        gt_v, pred_v = gt[valid].double(), pred[valid].double()
+        index = torch.bucketize(gt_v, self.edges, right=True) - 1
+        inside = (index >= 0) & (index < self.count.numel())
+        index, gt_v, pred_v = index[inside], gt_v[inside], pred_v[inside]
+        error = pred_v - gt_v
+        self.count.index_add_(0, index, torch.ones_like(error))
+        self.abs_error.index_add_(0, index, error.abs())
+        self.sq_error.index_add_(0, index, error**2)
+        self.rel_error.index_add_(0, index, error.abs() / gt_v.clamp_min(1e-6))
+
+    def table(self) -> dict[str, list[float]]:
+        """Per-bin centre, pixel count, mean |error|, RMSE and mean relative error."""
+        n = self.count.clamp_min(1)
+        nan = torch.full_like(self.count, math.nan)
+        has = self.count > 0
+        centres = (self.edges[:-1] * self.edges[1:]).sqrt() if self.edges[0] > 0 else \
+            0.5 * (self.edges[:-1] + self.edges[1:])
+        return {"centre": centres.tolist(), "count": self.count.tolist(),
+                "mae": torch.where(has, self.abs_error / n, nan).tolist(),
+                "rmse": torch.where(has, (self.sq_error / n).sqrt(), nan).tolist(),
+                "absrel": torch.where(has, self.rel_error / n, nan).tolist()}
+
+
+@dataclass
+class SheetSample:
+    """What the sheet shows for one sequence."""
+
+    sequence_index: int
+    frames: torch.Tensor  # (S, C, H, W)
+    focus_distance_m: torch.Tensor  # (S,)
+    pred_m: torch.Tensor  # (H, W)
+    gt_m: torch.Tensor
+    valid: torch.Tensor
+
+
+@dataclass
+class _PendingSequence:
+    """Items of one sequence waiting for the sequence's depth range."""
+
+    sequence_index: int
+    is_dynamic: bool
+    preds: list[torch.Tensor] = field(default_factory=list)
+    gts: list[torch.Tensor] = field(default_factory=list)
+    valids: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationResult:
+    """Everything ``write_outputs`` needs."""
+
+    per_sequence: list[dict[str, Any]]
+    overall: dict[str, float]
+    by_motion: dict[str, dict[str, float]]
+    error_by_depth_m: dict[str, list[float]]
+    error_by_normalised_depth: dict[str, list[float]]
+    sheet: list[SheetSample]
+    seconds: float
+    num_items: int
+
+
+def _sequence_range(pending: _PendingSequence) -> tuple[float, float] | None:
+    """Min and max valid ground-truth depth over the sequence's evaluated items."""
+    values = [gt[valid & torch.isfinite(gt) & (gt > 0)] for gt, valid in
+              zip(pending.gts, pending.valids)]
+    values = torch.cat([v.flatten() for v in values]) if values else torch.empty(0)
+    if values.numel() == 0:
+        return None
+    low, high = float(values.min()), float(values.max())
+    return (low, high) if high > low else None
+
+
+def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
+                     temporal_set: Dataset | None = None, *, sheet_count: int = 4,
+                     progress: bool = True) -> EvaluationResult:
+    """Score ``predict`` on ``accuracy_set`` (and temporal stability on the dynamic sequences
+    of ``temporal_set``, whose items must come in frame order within each sequence).
+
+    Items of one sequence are expected to be contiguous (as in the generated datasets); they
+    are held until the sequence ends so that one depth range per sequence can be used for
+    the normalised metrics."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    overall, by_motion = MetricAccumulator(), {"static": MetricAccumulator(),
+                                               "dynamic": MetricAccumulator()}
+    sequences: dict[int, dict[str, Any]] = {}
+    seq_metrics: dict[int, MetricAccumulator] = {}
+    by_depth, by_norm = ErrorByDepth(DEPTH_BINS_M), ErrorByDepth(NORMALISED_BINS)
+    total = len(accuracy_set)
+    if total == 0:
+        raise UserError("the test set has no items (num_frames larger than the sequences?)")
+    sheet_items = set(np.linspace(0, total - 1, min(sheet_count, total)).round().astype(int).tolist())
+    sheet: list[SheetSample] = []
+    pending: _PendingSequence | None = None
+
+    def flush(done: _PendingSequence) -> None:
+        depth_range = _sequence_range(done)
+        accumulator = seq_metrics.setdefault(done.sequence_index, MetricAccumulator())
+        motion = by_motion["dynamic" if done.is_dynamic else "static"]
+        for pred, gt, valid in zip(done.preds, done.gts, done.valids):
+            rows = accumulator.update(pred, gt, valid)
+            if depth_range is not None:
+                rows = [{**r, **n} for r, n in zip(rows, accumulator.update(
+                    pred, gt, valid, normalised=depth_range, prefix=NORMALISED_PREFIX))]
+                low, high = depth_range
+                by_norm.add((pred - low) / (high - low), (gt - low) / (high - low), valid)
+            for row in rows:
+                overall.add(row)
+                motion.add(row)
+            by_depth.add(pred, gt, valid)
+        info = sequences.setdefault(done.sequence_index, {"sequence_index": done.sequence_index,
+                                                          "is_dynamic": done.is_dynamic})
+        info["depth_min_m"], info["depth_max_m"] = depth_range or (math.nan, math.nan)
+
+    for index in tqdm(range(total), desc="evaluate", disable=not progress, unit="stack"):
+        item = accuracy_set[index]
+        batch = _batched(item)
+        pred = predict(batch)
+        gt, valid = batch["depth_m"].float(), batch["valid"].bool()
+        if pred.shape != gt.shape:
+            raise ValueError(f"model returned depth_m of shape {tuple(pred.shape)}, expected "
+                             f"{tuple(gt.shape)}")
+        sequence_index = int(_scalar(item["sequence_index"]))
+        is_dynamic = bool(_scalar(item.get("is_dynamic", False)))
+        if pending is None or pending.sequence_index != sequence_index:
+            if pending is not None:
+                flush(pending)
+            pending = _PendingSequence(sequence_index, is_dynamic)
+        pending.preds.append(pred)
+        pending.gts.append(gt)
+        pending.valids.append(valid)
+        if index in sheet_items:
+            sheet.append(SheetSample(sequence_index, batch["frames"][0], batch["focus_distance_m"][0],
+                                     pred[0, 0], gt[0, 0], valid[0, 0]))
+    if pending is not None:
+        flush(pending)
+
+    if temporal_set is not None:
+        _temporal_pass(predict, temporal_set, seq_metrics, overall, by_motion["dynamic"],
+                       progress=progress)
+
+    per_sequence = []
+    for sequence_index in sorted(sequences):
+        row = dict(sequences[sequence_index])
+        row.update(seq_metrics[sequence_index].compute())
+        per_sequence.append(row)
+    return EvaluationResult(
+        per_sequence=per_sequence, overall=overall.compute(),
+        by_motion={k: v.compute() for k, v in by_motion.items() if v.counts},
+        error_by_depth_m=by_depth.table(), error_by_normalised_depth=by_norm.table(),
+        sheet=sheet, seconds=time.perf_counter() - start, num_items=total)
+
+
+def _item_is_dynamic(dataset: Dataset, index: int) -> bool | None:
+    lookup = getattr(dataset, "item_is_dynamic", None)
+    return bool(lookup(index)) if callable(lookup) else None
+
+
+def _temporal_pass(predict: Predictor, dataset: Dataset, seq_metrics: dict[int, MetricAccumulator],
+                   overall: MetricAccumulator, dynamic: MetricAccumulator, *,
+                   progress: bool) -> None:
+    """Temporal stability between consecutive windows of each dynamic sequence."""
+    from tqdm.auto import tqdm
+
+    previous: dict[str, Any] | None = None
+    for index in tqdm(range(len(dataset)), desc="temporal", disable=not progress, unit="window"):
+        if _item_is_dynamic(dataset, index) is False:
+            previous = None
+            continue
+        item = dataset[index]
+        if not bool(_scalar(item.get("is_dynamic", False))):
+            previous = None
+            continue
+        batch = _batched(item)
+        current = {"sequence_index": int(_scalar(item["sequence_index"])),
+                   "frame_index": _scalar(item["frame_index"]) if "frame_index" in item else None,
+                   "pred": predict(batch), "gt": batch["depth_m"].float(),
+                   "valid": batch["valid"].bool(), "flow": batch["flow"].float()}
+        if previous is not None and previous["sequence_index"] == current["sequence_index"] and (
+                current["frame_index"] is None or current["frame_index"] == previous["frame_index"] + 1):
+            accumulator = seq_metrics.setdefault(current["sequence_index"], MetricAccumulator())
+            rows = accumulator.update_temporal(
+                current["pred"], previous["pred"], current["gt"], previous["gt"], current["flow"],
+                current["valid"], valid_prev=previous["valid"])
+            for row in rows:
+                overall.add(row)
+                dynamic.add(row)
+        previous = current
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: nan/inf -> None, tensors/numpy -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.generic)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def split_metrics(aggregate: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """Aggregated accumulator output -> ``{"metres": ..., "normalised": ..., "temporal": ...,
+    "counts": ...}``."""
+    return {
+        "metres": {name: aggregate[name] for name in METRIC_NAMES if name in aggregate},
+        "normalised": {name: aggregate[NORMALISED_PREFIX + name] for name in METRIC_NAMES
+                       if NORMALISED_PREFIX + name in aggregate},
+        "temporal": {name: aggregate[name] for name in TEMPORAL_NAMES if name in aggregate},
+        "counts": {"num_images": aggregate.get("num_images", 0),
+                   "num_pairs": aggregate.get("num_pairs", 0)},
+    }
+
+
+def format_value(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return fmt.format(value)
+
+
+def markdown_table(rows: Sequence[tuple[str, Mapping[str, Any]]],
+                   columns: Sequence[tuple[str, str, str]] = TABLE_COLUMNS,
+                   first_header: str = "") -> str:
+    """A markdown table: one row per (label, metrics) and one column per (key, header, fmt)."""
+    lines = ["| " + " | ".join([first_header] + [header for _, header, _ in columns]) + " |",
+             "|" + "---|" * (len(columns) + 1)]
+    for label, metrics in rows:
+        cells = [format_value(metrics.get(key), fmt) for key, _, fmt in columns]
+        lines.append("| " + " | ".join([label] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TEMPORAL_COLUMNS = (("temporal_err_m", "flow-aligned Δ error (m)", "{:.3g}"),
+                    ("temporal_err_rel", "rel. Δ error", "{:.3g}"),
+                    ("temporal_change_pred_rel", "pred. rel. change", "{:.3g}"),
+                    ("temporal_change_gt_rel", "GT rel. change", "{:.3g}"),
+                    ("temporal_coverage", "coverage", "{:.0%}"))
+
+
+def results_markdown(summary: Mapping[str, Any]) -> str:
+    """The ``metrics.md`` of one evaluation."""
+    groups = [("all", summary["all"])] + [(k, summary["by_motion"][k])
+                                          for k in ("static", "dynamic") if k in summary["by_motion"]]
+    counts = ", ".join(f"{name}: {g['counts']['num_images']} stacks" for name, g in groups)
+    parts = [f"# Evaluation of `{summary['model']['source']}` on `{summary['data']['root']}`\n",
+             f"{summary['protocol']['num_frames']}-frame focal stacks; {counts}. Metrics on valid "
+             "pixels, per image then averaged over images.\n",
+             "## Depth in metres\n", markdown_table([(n, g["metres"]) for n, g in groups]),
+             "\n## Depth normalised to [0, 1] by each sequence's depth range\n",
+             markdown_table([(n, g["normalised"]) for n, g in groups])]
+    temporal = [(n, g["temporal"]) for n, g in groups if g["temporal"]]
+    if temporal:
+        parts += ["\n## Temporal stability (consecutive windows, along ground-truth flow)\n",
+                  markdown_table(temporal, TEMPORAL_COLUMNS)]
+    return "\n".join(parts)
+
+
+def write_per_sequence_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    head = ["sequence_index", "is_dynamic", "depth_min_m", "depth_max_m", "num_images", "num_pairs"]
+    metric_columns = list(METRIC_NAMES) + [NORMALISED_PREFIX + n for n in METRIC_NAMES] + list(TEMPORAL_NAMES)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=head + metric_columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if _clean(row.get(key)) is None else row.get(key))
+                         for key in head + metric_columns})
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def plot_error_vs_depth(path: Path, by_depth: Mapping[str, list[float]],
+                        by_normalised: Mapping[str, list[float]], title: str) -> Path:
+    """Two panels: RMSE and AbsRel against metric GT depth (log axis); RMSE against normalised
+    depth. Bins with no pixel are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    centre, count = np.array(by_depth["centre"]), np.array(by_depth["count"])
+    has = count > 0
+    left.plot(centre[has], np.array(by_depth["rmse"])[has], "o-", ms=3, label="RMSE (m)")
+    left.plot(centre[has], np.array(by_depth["mae"])[has], "s-", ms=3, label="mean |error| (m)")
+    left.set_xscale("log")
+    left.set_xlabel("ground-truth depth (m)")
+    left.set_ylabel("error (m)")
+    twin = left.twinx()
+    twin.plot(centre[has], np.array(by_depth["absrel"])[has], "^--", ms=3, color="tab:red",
+              label="AbsRel")
+    twin.set_ylabel("AbsRel", color="tab:red")
+    left.legend(loc="upper left", fontsize=8)
+    left.grid(alpha=0.3)
+    centre_n, count_n = np.array(by_normalised["centre"]), np.array(by_normalised["count"])
+    has_n = count_n > 0
+    right.plot(centre_n[has_n], np.array(by_normalised["rmse"])[has_n], "o-", ms=3)
+    right.set_xlabel("ground-truth depth, normalised per sequence")
+    right.set_ylabel("RMSE (normalised)")
+    right.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+    return path
+
+
+def plot_sheet(path: Path, samples: Sequence[SheetSample], title: str) -> Path | None:
+    """One row per sequence: the input frames (with focus distances), prediction, ground truth
+    (same colour range: the sequence's valid GT range) and |error| (invalid pixels grey)."""
+    if not samples:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    num_frames = max(s.frames.shape[0] for s in samples)
+    columns = num_frames + 3
+    figure, axes = plt.subplots(len(samples), columns, figsize=(1.9 * columns, 2.0 * len(samples)),
+                                dpi=90, squeeze=False)
+    for row, sample in zip(axes, samples):
+        for axis in row:
+            axis.set_axis_off()
+        for s in range(sample.frames.shape[0]):
+            image = sample.frames[s].permute(1, 2, 0).clamp(0, 1).numpy()
+            row[s].imshow(image if image.shape[2] == 3 else image[..., 0], cmap="gray")
+            row[s].set_title(f"F={float(sample.focus_distance_m[s]):.3g} m", fontsize=7)
+        gt_valid = sample.gt_m[sample.valid]
+        low, high = (float(gt_valid.min()), float(gt_valid.max())) if gt_valid.numel() else (0, 1)
+        pred_axis, gt_axis, err_axis = row[num_frames], row[num_frames + 1], row[num_frames + 2]
+        pred_axis.imshow(sample.pred_m.numpy(), cmap="turbo_r", vmin=low, vmax=high)
+        pred_axis.set_title("prediction", fontsize=7)
+        gt_shown = np.ma.masked_where(~sample.valid.numpy(), sample.gt_m.numpy())
+        gt_axis.imshow(gt_shown, cmap="turbo_r", vmin=low, vmax=high)
+        gt_axis.set_title(f"GT {low:.3g}–{high:.3g} m", fontsize=7)
+        error = np.ma.masked_where(~sample.valid.numpy(), (sample.pred_m - sample.gt_m).abs().numpy())
+        cmap = matplotlib.colormaps["magma"].copy()
+        cmap.set_bad("0.6")
+        shown = err_axis.imshow(error, cmap=cmap, vmin=0, vmax=max(1e-6, 0.25 * (high - low)))
+        err_axis.set_title("|error| (m)", fontsize=7)
+        figure.colorbar(shown, ax=err_axis, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+        row[0].text(-0.08, 0.5, f"seq {sample.sequence_index}", transform=row[0].transAxes,
+                    rotation=90, va="center", ha="right", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+    return path
+
+
+def build_summary(result: EvaluationResult, *, model: Mapping[str, Any], data: Mapping[str, Any],
+                  protocol: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``metrics.json`` content."""
+    return _clean({
+        "model": dict(model), "data": dict(data), "protocol": dict(protocol),
+        "all": split_metrics(result.overall),
+        "by_motion": {k: split_metrics(v) for k, v in result.by_motion.items()},
+        "num_sequences": len(result.per_sequence), "num_items": result.num_items,
+        "seconds": result.seconds,
+        "error_by_depth_m": result.error_by_depth_m,
+        "error_by_normalised_depth": result.error_by_normalised_depth,
+    })
+
+
+def write_outputs(out_dir: str | Path, result: EvaluationResult,
+                  summary: Mapping[str, Any]) -> dict[str, Path]:
+    """Write every output file of an evaluation (atomically) and return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{summary['model'].get('name', summary['model']['source'])} on {Path(summary['data']['root']).name}"
+    paths = {
+        "per_sequence": write_per_sequence_csv(out_dir / "per_sequence.csv", result.per_sequence),
+        "metrics": atomic_write_text(out_dir / "metrics.json",
+                                     json.dumps(summary, indent=2, allow_nan=False) + "\n"),
+        "markdown": atomic_write_text(out_dir / "metrics.md", results_markdown(summary)),
+        "error_vs_depth": plot_error_vs_depth(out_dir / "error_vs_depth.png",
+                                              result.error_by_depth_m,
+                                              result.error_by_normalised_depth, title),
+    }
+    sheet = plot_sheet(out_dir / "sheet.png", result.sheet, title)
+    if sheet is not None:
+        paths["sheet"] = sheet
+    return paths
+
+
+def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: int | None = None,
+             device: str = "cpu", split: str | None = None, crop_size: int | None = None,
+             temporal: bool = True, sheet_count: int = 4, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint (``.ckpt``/``.pt``) or ``"classical"`` on a test folder and write
+    the outputs into ``out``. ``num_frames`` defaults to the training config's (else 4).
+    Returns the summary written to ``metrics.json``."""
+    torch.set_grad_enabled(False)
+    under_test = load_model_under_test(checkpoint, device)
+    frames = num_frames or under_test.num_frames or 4
+    accuracy_set = open_test_set(data, num_frames=frames, sample="ramp", split=split,
+                                 crop_size=crop_size)
+    temporal_set = open_test_set(data, num_frames=frames, sample="window", split=split,
+                                 crop_size=crop_size) if temporal else None
+    result = evaluate_dataset(model_predictor(under_test.model, device), accuracy_set,
+                              temporal_set, sheet_count=sheet_count, progress=progress)
+    summary = build_summary(
+        result, model={"source": under_test.source, **under_test.description},
+        data={"root": str(data), "split": split},
+        protocol={"num_frames": frames, "crop_size": crop_size, "device": device,
+                  "normalisation": "per-sequence valid ground-truth depth range",
+                  "temporal": temporal})
+    write_outputs(out, result, summary)
+    return summary

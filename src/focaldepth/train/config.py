@@ -1,0 +1,397 @@
+"""Training configuration: flat YAML sections that map one-to-one to constructor arguments.
+
+A config file has these top-level keys (all but ``model`` and ``data.train``/``data.val``
+have defaults; the defaults are the seed's protocol: a 4-frame focal stack with increasing
+focus distances, 256×256 random crops, MSE on valid-depth pixels, validation each epoch):
+
+``model``      ``name`` + keyword arguments of ``focaldepth.models.create(name, **kwargs)``
+``data``       :class:`DataConfig` -> ``FocusSweepDataModule(**data)``
+``loss``       list of terms for ``focaldepth.losses.build_loss``
+``optimizer``  :class:`OptimizerConfig` -> ``torch.optim.AdamW(**optimizer)``
+``scheduler``  :class:`SchedulerConfig` (cosine, step or constant learning rate, per step)
+``trainer``    :class:`TrainerConfig` -> ``lightning.Trainer(**trainer)``
+``checkpoint`` :class:`CheckpointConfig` (how often ``last.ckpt`` is refreshed)
+``seed``, ``name``, ``description``
+
+``extends: OTHER.yaml`` (path relative to the file) merges the file over another, so that an
+ablation states only what it changes; the *resolved* config (no ``extends``) is what a run
+saves and what its checkpoints carry. Unknown keys and wrong types raise :class:`UserError`
+naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from focaldepth.errors import UserError
+
+#: Keys of the ``trainer`` section that may change when a killed run is resumed (more steps,
+#: other hardware); anything else must match the saved config.
+RESUMABLE_CHANGES = frozenset({
+    "trainer.max_steps", "trainer.devices", "trainer.accelerator", "trainer.strategy",
+    "trainer.num_nodes", "trainer.enable_progress_bar", "data.num_workers",
+})
+
+
+@dataclass
+class ModelConfig:
+    """``focaldepth.models.create(name, **kwargs)``; in YAML the kwargs sit beside ``name``."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Arguments of :class:`focaldepth.train.data.FocusSweepDataModule`."""
+
+    train: Union[str, list[str]]  # folder(s) of generated sequences; several are concatenated
+    val: Union[str, list[str]]
+    train_split: Union[str, None] = None  # passed as ``split=`` to the dataset
+    val_split: Union[str, None] = None
+    num_frames: int = 4  # the seed: one focal stack of 4 frames
+    sample: Literal["ramp", "window"] = "ramp"  # ramp = increasing focus, as in the seed
+    crop_size: Union[int, None] = 256  # the seed: 256x256 random crops
+    random_crop: bool = True
+    val_crop_size: Union[int, None] = 256  # centre crops for validation (None = full frame)
+    motion: Literal["all", "static", "dynamic"] = "all"  # filter the *training* sequences
+    batch_size: int = 4
+    num_workers: int = 0
+    dataset: str = "focaldepth.data:FocusSweepDataset"  # any adapter with the same item dicts
+
+
+@dataclass
+class OptimizerConfig:
+    """``torch.optim.AdamW(params, **optimizer)``."""
+
+    lr: float = 3.0e-4
+    weight_decay: float = 1.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class SchedulerConfig:
+    """Learning-rate schedule, stepped every optimiser step. ``cosine`` decays from ``lr`` to
+    ``min_lr`` over ``trainer.max_steps`` after a linear warm-up; ``step`` multiplies by
+    ``gamma`` every ``step_size`` steps; ``constant`` keeps ``lr``."""
+
+    name: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    step_size: int = 1000
+    gamma: float = 0.5
+
+
+@dataclass
+class TrainerConfig:
+    """Keyword arguments of ``lightning.Trainer`` (the ones a user sets in this project).
+    ``val_check_interval: null`` validates once per epoch (the seed's protocol)."""
+
+    max_steps: int = 2000
+    val_check_interval: Union[int, float, None] = None
+    check_val_every_n_epoch: int = 1
+    limit_val_batches: Union[int, float] = 1.0
+    num_sanity_val_steps: int = 0
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: Union[int, str, list[int]] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    log_every_n_steps: int = 10
+    gradient_clip_val: Union[float, None] = None
+    accumulate_grad_batches: int = 1
+    enable_progress_bar: bool = True
+    deterministic: Union[bool, str] = False
+
+
+@dataclass
+class CheckpointConfig:
+    """``last.ckpt`` is refreshed every ``every_n_steps`` optimiser steps and at each
+    validation (so a killed run loses at most that many steps); ``best.ckpt`` keeps the
+    lowest ``monitor``."""
+
+    every_n_steps: int = 100
+    monitor: str = "val/loss"
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    model: ModelConfig
+    data: DataConfig
+    loss: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"name": "masked_mse", "weight": 1.0}])
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = 0
+    name: Union[str, None] = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data, in the same flat form as the YAML files."""
+        out = dataclasses.asdict(self)
+        model = out.pop("model")
+        out = {"model": {"name": model["name"], **model["kwargs"]}, **out}
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether a YAML value fits a (simple) dataclass annotation."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if annotation is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return value in typing.get_args(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(annotation))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
+
+
+def _build_section(cls: type, values: Any, section: str, path: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"config section '{section}' must be a mapping, got {type(values).__name__}",
+                        path)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"unknown key '{section}.{unknown[0]}' (valid keys: "
+                        f"{', '.join(sorted(fields))})", path)
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in values:
+            raise UserError(f"missing required key '{section}.{name}'", path)
+        if name in values:
+            if not _type_ok(values[name], hints[name]):
+                raise UserError(f"'{section}.{name}' must be {_describe(hints[name])}, "
+                                f"got {values[name]!r}", path)
+    return cls(**values)
+
+
+def _float_from_string(text: str, key: str, path: str) -> float:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; accept it as the number people meant."""
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"'{key}' must be a number, got {text!r}", path) from None
+
+
+def _coerce_floats(section: dict, cls: type, key: str, path: str) -> dict:
+    """Turn ``'1e-3'`` strings into floats wherever the field is (or may be) a float."""
+    hints = typing.get_type_hints(cls)
+    out = dict(section)
+    for name, value in section.items():
+        annotation = hints.get(name)
+        if not isinstance(value, str) or annotation is None:
+            continue
+        args = typing.get_args(annotation) if typing.get_origin(annotation) in (
+            Union, types.UnionType) else (annotation,)
+        if float in args and str not in args:
+            out[name] = _float_from_string(value, f"{key}.{name}", path)
+        elif typing.get_origin(annotation) is list and float in typing.get_args(annotation):
+            out[name] = [_float_from_string(v, f"{key}.{name}", path) if isinstance(v, str) else v
+                         for v in value]
+    return out
+
+
+def _check_loss_terms(terms: Any, path: str) -> list[dict[str, Any]]:
+    if not isinstance(terms, list) or not terms:
+        raise UserError("'loss' must be a non-empty list of terms like {name: masked_mse, "
+                        "weight: 1.0}", path)
+    for i, term in enumerate(terms):
+        if not isinstance(term, dict) or not isinstance(term.get("name"), str):
+            raise UserError(f"loss[{i}] must be a mapping with a 'name', got {term!r}", path)
+        weight = term.get("weight", 1.0)
+        if isinstance(weight, str):
+            weight = _float_from_string(weight, f"loss[{i}].weight", path)
+            term["weight"] = weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise UserError(f"loss[{i}].weight must be a number, got {weight!r}", path)
+    return terms
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig,
+    "trainer": TrainerConfig, "checkpoint": CheckpointConfig,
+}
+_TOP_LEVEL = {"model", "loss", "seed", "name", "description", *_SECTIONS}
+
+
+def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> TrainConfig:
+    """Validate a resolved (``extends`` already merged) mapping into a :class:`TrainConfig`."""
+    path = str(path)
+    if not isinstance(raw, dict):
+        raise UserError("a training config must be a YAML mapping", path)
+    raw = copy.deepcopy(raw)
+    unknown = sorted(set(raw) - _TOP_LEVEL)
+    if unknown:
+        raise UserError(f"unknown key '{unknown[0]}' (valid top-level keys: "
+                        f"{', '.join(sorted(_TOP_LEVEL))})", path)
+    model = raw.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise UserError("'model' must be a mapping with a 'name' (see `focaldepth models`)", path)
+    model_config = ModelConfig(name=model.pop("name"), kwargs=model)
+    if "data" not in raw:
+        raise UserError("missing required section 'data' (with 'train' and 'val' folders)", path)
+    sections = {key: _build_section(cls, _coerce_floats(raw.get(key) or {}, cls, key, path),
+                                    key, path)
+                for key, cls in _SECTIONS.items() if key in raw}
+    kwargs: dict[str, Any] = {"model": model_config, **sections}
+    if "loss" in raw:
+        kwargs["loss"] = _check_loss_terms(raw["loss"], path)
+    for key, kind in (("seed", int), ("name", (str, type(None))), ("description", str)):
+        if key in raw:
+            if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
+                raise UserError(f"'{key}' has the wrong type: {raw[key]!r}", path)
+            kwargs[key] = raw[key]
+    config = TrainConfig(**kwargs)
+    _check_values(config, path)
+    return config
+
+
+def _check_values(config: TrainConfig, path: str) -> None:
+    """Range checks that types alone do not catch."""
+    checks = [
+        (config.data.num_frames >= 1, "data.num_frames must be >= 1"),
+        (config.data.batch_size >= 1, "data.batch_size must be >= 1"),
+        (config.data.num_workers >= 0, "data.num_workers must be >= 0"),
+        (config.data.crop_size is None or config.data.crop_size >= 8, "data.crop_size must be >= 8"),
+        (config.optimizer.lr > 0, "optimizer.lr must be positive"),
+        (config.trainer.max_steps >= 1, "trainer.max_steps must be >= 1"),
+        (config.scheduler.warmup_steps >= 0, "scheduler.warmup_steps must be >= 0"),
+        (config.scheduler.step_size >= 1, "scheduler.step_size must be >= 1"),
+        (config.checkpoint.every_n_steps >= 1, "checkpoint.every_n_steps must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message, path)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config and merge it over the file it ``extends`` (recursively)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", path)
+    if path.resolve() in _seen:
+        raise UserError("'extends' forms a cycle", path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"not valid YAML ({str(error).splitlines()[0]})", path) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError("a training config must be a YAML mapping", path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise UserError("'extends' must be a path to another config", path)
+    base = read_config_mapping(path.parent / parent, _seen + (path.resolve(),))
+    return _deep_merge(base, raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"trainer.max_steps=10"`` -> (["trainer", "max_steps"], 10); the value is YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set expects KEY.SUB=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise UserError(f"--set {key}: value {value!r} is not valid YAML") from None
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a config mapping (validation happens afterwards)."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {text!r}: '{key}' is not a section")
+        node[keys[-1]] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read, merge (``extends``), override (``--set``) and validate a training config."""
+    raw = apply_overrides(read_config_mapping(path), overrides or [])
+    return config_from_dict(raw, path)
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "model":
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    a, b = flatten(saved), flatten(new)
+    return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
+
+
+def dump_yaml(config: TrainConfig | dict[str, Any]) -> str:
+    """The resolved config as YAML text (keys in declaration order)."""
+    data = config.to_dict() if isinstance(config, TrainConfig) else config
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
