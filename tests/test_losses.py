@@ -18,9 +18,14 @@ def _depth_batch(batch=2, height=16, width=20, seed=0):
 
 
 SUPERVISED = [
-    {"name": "mse"}, {"name": "l1"}, {"name": "masked_mse"}, {"name": "masked_l1"},
-    {"name": "silog", "lambda": 0.5}, {"name": "gradient", "domain": "log"},
-    {"name": "gradient", "domain": "inverse", "scales": 3}, {"name": "gradient", "domain": "depth"},
+    {"name": "mse"},
+    {"name": "l1"},
+    {"name": "masked_mse"},
+    {"name": "masked_l1"},
+    {"name": "silog", "lambda": 0.5},
+    {"name": "gradient", "domain": "log"},
+    {"name": "gradient", "domain": "inverse", "scales": 3},
+    {"name": "gradient", "domain": "depth"},
 ]
 
 
@@ -30,7 +35,9 @@ def test_supervised_terms_zero_at_truth_positive_otherwise_with_gradient(config)
     loss = build_loss([config])
     total, parts = loss({"depth_m": batch["depth_m"].clone()}, batch)
     assert float(total) == pytest.approx(0.0, abs=1e-12)
-    noise = 0.1 * torch.randn(batch["depth_m"].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    noise = 0.1 * torch.randn(
+        batch["depth_m"].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
     pred = (batch["depth_m"] * (1 + noise)).requires_grad_(True)
     total, parts = loss({"depth_m": pred}, batch)
     assert float(total.detach()) > 1e-4
@@ -42,7 +49,13 @@ def test_supervised_terms_zero_at_truth_positive_otherwise_with_gradient(config)
 def test_weights_sum_and_parts_are_unweighted():
     batch = _depth_batch()
     pred = batch["depth_m"] + 0.2
-    loss = build_loss([{"name": "mse", "weight": 2.0}, {"name": "l1", "weight": 0.5}, {"name": "l1", "weight": 1.0}])
+    loss = build_loss(
+        [
+            {"name": "mse", "weight": 2.0},
+            {"name": "l1", "weight": 0.5},
+            {"name": "l1", "weight": 1.0},
+        ]
+    )
     total, parts = loss({"depth_m": pred}, batch)
     assert float(parts["mse"]) == pytest.approx(0.04)
     assert float(parts["l1"]) == pytest.approx(0.2) and float(parts["l1_2"]) == pytest.approx(0.2)
@@ -54,7 +67,9 @@ def test_masked_terms_ignore_invalid_pixels():
     pred = batch["depth_m"].clone()
     pred[~batch["valid"]] += 5.0
     for name in ("masked_mse", "masked_l1", "silog", "gradient"):
-        assert float(build_loss(name)({"depth_m": pred}, batch)[0]) == pytest.approx(0.0, abs=1e-12), name
+        assert float(build_loss(name)({"depth_m": pred}, batch)[0]) == pytest.approx(
+            0.0, abs=1e-12
+        ), name
     assert float(build_loss("mse")({"depth_m": pred}, batch)[0]) > 1.0
     with pytest.raises(UserError, match="valid"):
         build_loss("masked_mse")({"depth_m": pred}, {"depth_m": batch["depth_m"]})
@@ -63,7 +78,9 @@ def test_masked_terms_ignore_invalid_pixels():
 def test_silog_scale_invariance_depends_on_lambda():
     batch = _depth_batch()
     scaled = {"depth_m": batch["depth_m"] * 1.7}
-    assert float(build_loss({"name": "silog", "lambda": 1.0})(scaled, batch)[0]) == pytest.approx(0.0, abs=1e-12)
+    assert float(build_loss({"name": "silog", "lambda": 1.0})(scaled, batch)[0]) == pytest.approx(
+        0.0, abs=1e-12
+    )
     # Eigen's lambda = 0.5 keeps half the penalty on a global scale error: (1 - 0.5) ln(1.7)^2.
     half = float(build_loss({"name": "silog", "lambda": 0.5})(scaled, batch)[0])
     assert half == pytest.approx(0.5 * torch.log(torch.tensor(1.7)).item() ** 2, rel=1e-6)
@@ -127,8 +144,14 @@ def _rendered_batch():
     focus = torch.tensor([[0.5, 0.7, 1.0, 1.4]])
     camera = torch.tensor([[0.025, 2.8, 2e-5]])
     frames = render_focal_stack(aif, depth, focus, camera, num_layers=16)
-    return {"frames": frames, "focus_distance_m": focus, "camera": camera, "depth_m": depth, "aif": aif,
-            "valid": torch.ones_like(depth, dtype=torch.bool)}
+    return {
+        "frames": frames,
+        "focus_distance_m": focus,
+        "camera": camera,
+        "depth_m": depth,
+        "aif": aif,
+        "valid": torch.ones_like(depth, dtype=torch.bool),
+    }
 
 
 def test_defocus_reconstruction_is_zero_at_true_depth_and_grows_with_error():
@@ -136,13 +159,19 @@ def test_defocus_reconstruction_is_zero_at_true_depth_and_grows_with_error():
     loss = build_loss({"name": "defocus", "num_layers": 16, "aif": "batch"})
     at_truth = float(loss({"depth_m": batch["depth_m"]}, batch)[0])
     assert at_truth < 1e-5
-    for wrong in (batch["depth_m"] * 0.8, batch["depth_m"] * 1.25, torch.full_like(batch["depth_m"], 0.8)):
+    for wrong in (
+        batch["depth_m"] * 0.8,
+        batch["depth_m"] * 1.25,
+        torch.full_like(batch["depth_m"], 0.8),
+    ):
         assert float(loss({"depth_m": wrong}, batch)[0]) > 100 * max(at_truth, 1e-5)
     # Self-supervised: no depth ground truth is read, and depth and aif both get gradients.
     unlabeled = {k: v for k, v in batch.items() if k not in ("depth_m", "valid", "aif")}
     depth = (batch["depth_m"] * 1.1).requires_grad_(True)
     aif = batch["aif"].clone().requires_grad_(True)
-    total, _ = build_loss({"name": "defocus", "num_layers": 16})({"depth_m": depth, "aif": aif}, unlabeled)
+    total, _ = build_loss({"name": "defocus", "num_layers": 16})(
+        {"depth_m": depth, "aif": aif}, unlabeled
+    )
     total.backward()
     assert depth.grad.abs().sum() > 0 and aif.grad.abs().sum() > 0
     # Without any all-in-focus image the term cannot run: a clear error.

@@ -26,7 +26,9 @@ def test_hand_computed_values():
     assert result["mae"] == pytest.approx(6 / 4)
     assert result["absrel"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)
     assert result["sqrel"] == pytest.approx((1 + 0 + 0.5 + 4) / 4)
-    assert result["rmse_log"] == pytest.approx(math.sqrt((2 * math.log(2) ** 2 + math.log(1.5) ** 2) / 4))
+    assert result["rmse_log"] == pytest.approx(
+        math.sqrt((2 * math.log(2) ** 2 + math.log(1.5) ** 2) / 4)
+    )
     assert result["delta1"] == pytest.approx(0.25)  # only ratio 1 < 1.25
     assert result["delta2"] == pytest.approx(0.5)  # 1 and 1.5 < 1.5625
     assert result["delta3"] == pytest.approx(0.5)  # 2 is not < 1.953
@@ -38,7 +40,9 @@ def test_individual_functions_match_depth_metrics():
     assert float(M.mse(PRED, GT)) == pytest.approx(float(all_metrics["mse"]))
     assert float(M.rmse(PRED, GT)) == pytest.approx(float(all_metrics["rmse"]))
     assert float(M.absrel(PRED, GT)) == pytest.approx(float(all_metrics["absrel"]))
-    assert float(M.delta(PRED, GT, threshold=1.25**3)) == pytest.approx(float(all_metrics["delta3"]))
+    assert float(M.delta(PRED, GT, threshold=1.25**3)) == pytest.approx(
+        float(all_metrics["delta3"])
+    )
 
 
 def test_perfect_prediction():
@@ -55,7 +59,9 @@ def test_mask_is_respected_and_zero_depth_is_never_valid():
     wild = PRED.clone()
     wild[..., 1, 1] = 1e6  # error hidden by the mask
     masked = M.depth_metrics(wild, GT, valid)
-    subset = M.depth_metrics(PRED[..., :1, :].reshape(1, 1, 1, 2), GT[..., :1, :].reshape(1, 1, 1, 2))
+    subset = M.depth_metrics(
+        PRED[..., :1, :].reshape(1, 1, 1, 2), GT[..., :1, :].reshape(1, 1, 1, 2)
+    )
     assert masked["mse"] == pytest.approx((1 + 0 + 1) / 3)
     assert masked["absrel"] == pytest.approx((1 + 0 + 0.5) / 3)
     assert subset["mse"] == pytest.approx(0.5)
@@ -85,7 +91,12 @@ def _ddff_reference_bumpiness(pred: np.ndarray, target: np.ndarray, clip: float 
     mask, averaged over the interior (we leave out the 2-pixel border, see metrics.py)."""
     diff = pred - target
     dx, dy = skf.scharr_v(diff), skf.scharr_h(diff)
-    norm = np.sqrt(skf.scharr_v(dx) ** 2 + skf.scharr_h(dx) ** 2 + skf.scharr_h(dy) ** 2 + skf.scharr_v(dy) ** 2)
+    norm = np.sqrt(
+        skf.scharr_v(dx) ** 2
+        + skf.scharr_h(dx) ** 2
+        + skf.scharr_h(dy) ** 2
+        + skf.scharr_v(dy) ** 2
+    )
     return float(np.clip(norm, 0, clip)[2:-2, 2:-2].mean() * 100)
 
 
@@ -98,9 +109,13 @@ def test_bumpiness_matches_ddff_reference_and_ignores_planar_errors():
     assert 0 < ours <= 100 * M.BUMPINESS_CLIP
     # A planar error (a tilted offset) has a zero Hessian: not bumpy at all.
     yy, xx = np.mgrid[0:20, 0:24]
-    assert float(M.bumpiness(_map(gt + 0.01 * xx - 0.02 * yy + 0.3), _map(gt))) == pytest.approx(0, abs=1e-12)
+    assert float(M.bumpiness(_map(gt + 0.01 * xx - 0.02 * yy + 0.3), _map(gt))) == pytest.approx(
+        0, abs=1e-12
+    )
     # Huge errors are clipped at 0.05 per pixel.
-    assert float(M.bumpiness(_map(gt + 100 * rng.standard_normal(gt.shape)), _map(gt))) == pytest.approx(5.0)
+    assert float(
+        M.bumpiness(_map(gt + 100 * rng.standard_normal(gt.shape)), _map(gt))
+    ) == pytest.approx(5.0)
 
 
 def test_bumpiness_only_counts_pixels_with_valid_neighbourhood():
@@ -128,8 +143,11 @@ def test_normalised_metrics():
 
 
 def _scene(height=24, width=32):
-    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64),
+        torch.arange(width, dtype=torch.float64),
+        indexing="ij",
+    )
     return (1.0 + 0.02 * xx + 0.01 * yy + 0.1 * torch.sin(xx / 3))[None, None]
 
 
@@ -155,7 +173,9 @@ def test_temporal_stability_follows_the_flow_and_excludes_out_of_frame():
     assert exact["temporal_err_m"] == pytest.approx(0.0, abs=1e-12)
     assert exact["temporal_coverage"] == pytest.approx(28 / 32)  # 4 columns come from outside
     # Ignoring the motion (zero flow) would see a large change where there is none.
-    wrong = M.temporal_stability(gt_t, gt_prev, gt_t, gt_prev, torch.zeros_like(flow), gt_consistency_rel=1.0)
+    wrong = M.temporal_stability(
+        gt_t, gt_prev, gt_t, gt_prev, torch.zeros_like(flow), gt_consistency_rel=1.0
+    )
     assert wrong["temporal_change_gt_rel"] > 0.05
 
 

@@ -45,18 +45,23 @@ def _check_stack(frames: Tensor, focus_distance_m: Tensor) -> None:
     if frames.ndim != 5:
         raise ValueError(f"frames: expected (B, S, C, H, W), got shape {tuple(frames.shape)}")
     if focus_distance_m.shape != frames.shape[:2]:
-        raise ValueError(f"focus_distance_m: expected (B, S) = {tuple(frames.shape[:2])}, "
-                         f"got {tuple(focus_distance_m.shape)}")
+        raise ValueError(
+            f"focus_distance_m: expected (B, S) = {tuple(frames.shape[:2])}, "
+            f"got {tuple(focus_distance_m.shape)}"
+        )
     if frames.shape[1] < 2:
-        raise ValueError(f"depth from focus needs at least 2 frames with different focus, "
-                         f"got {frames.shape[1]}")
+        raise ValueError(
+            f"depth from focus needs at least 2 frames with different focus, got {frames.shape[1]}"
+        )
 
 
 def to_grey(frames: Tensor) -> Tensor:
     """``(..., C, H, W)`` -> ``(..., 1, H, W)``: luma for RGB, the channel mean otherwise."""
     if frames.shape[-3] == 3:
         flat = frames.reshape(-1, *frames.shape[-3:])
-        return kornia.color.rgb_to_grayscale(flat).reshape(*frames.shape[:-3], 1, *frames.shape[-2:])
+        return kornia.color.rgb_to_grayscale(flat).reshape(
+            *frames.shape[:-3], 1, *frames.shape[-2:]
+        )
     return frames.mean(dim=-3, keepdim=True)
 
 
@@ -117,7 +122,9 @@ def refine_peak(measure_map: Tensor, inverse_focus_dpt: Tensor) -> tuple[Tensor,
     denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
     interior = (peak > 0) & (peak < slices - 1) & (denominator.abs() > 1e-12)
     vertex = x1 - 0.5 * numerator / torch.where(interior, denominator, torch.ones_like(denominator))
-    vertex = torch.minimum(torch.maximum(vertex, x0), x2)  # a true maximum lies between its neighbours
+    vertex = torch.minimum(
+        torch.maximum(vertex, x0), x2
+    )  # a true maximum lies between its neighbours
     return torch.where(interior, vertex, x1), peak
 
 
@@ -139,8 +146,9 @@ def all_in_focus(frames: Tensor, peak_index: Tensor) -> Tensor:
     return frames.gather(1, index)[:, 0]
 
 
-def edge_aware_smooth(value: Tensor, guide: Tensor, confidence: Tensor, window: int = 15,
-                      eps: float = 1e-3) -> Tensor:
+def edge_aware_smooth(
+    value: Tensor, guide: Tensor, confidence: Tensor, window: int = 15, eps: float = 1e-3
+) -> Tensor:
     """Confidence-weighted guided filter of ``value`` ``(B, 1, H, W)`` guided by ``guide``
     ``(B, C, H, W)``: GF(c * v) / GF(c).
 
@@ -152,22 +160,38 @@ def edge_aware_smooth(value: Tensor, guide: Tensor, confidence: Tensor, window: 
     the ratio is unstable and the unweighted filter of ``value`` is used instead."""
     grey = to_grey(guide)
     batch, _, height, width = grey.shape
-    rows = torch.arange(height, device=grey.device, dtype=grey.dtype).view(1, 1, -1, 1).expand(batch, 1, height, width)
-    cols = torch.arange(width, device=grey.device, dtype=grey.dtype).view(1, 1, 1, -1).expand(batch, 1, height, width)
+    rows = (
+        torch.arange(height, device=grey.device, dtype=grey.dtype)
+        .view(1, 1, -1, 1)
+        .expand(batch, 1, height, width)
+    )
+    cols = (
+        torch.arange(width, device=grey.device, dtype=grey.dtype)
+        .view(1, 1, 1, -1)
+        .expand(batch, 1, height, width)
+    )
     guidance = torch.cat([grey, rows, cols], dim=1)
     # One call filters the three inputs with the same guidance (shared covariance inverse).
-    filtered = kornia.filters.guided_blur(guidance, torch.cat([confidence * value, confidence, value], 1),
-                                          window, eps)
+    filtered = kornia.filters.guided_blur(
+        guidance, torch.cat([confidence * value, confidence, value], 1), window, eps
+    )
     weighted, weight, plain = filtered.unbind(1)
     weighted, weight, plain = weighted[:, None], weight[:, None], plain[:, None]
     enough = weight > 0.05
     return torch.where(enough, weighted / weight.clamp_min(0.05), plain)
 
 
-def classical_depth_from_focus(frames: Tensor, focus_distance_m: Tensor, *, window: int = 9,
-                               smooth: bool = True, measure: FocusMeasure = "sml",
-                               smooth_window: int = 15, smooth_eps: float = 1e-3,
-                               texture_floor: float = 1e-3) -> dict[str, Tensor]:
+def classical_depth_from_focus(
+    frames: Tensor,
+    focus_distance_m: Tensor,
+    *,
+    window: int = 9,
+    smooth: bool = True,
+    measure: FocusMeasure = "sml",
+    smooth_window: int = 15,
+    smooth_eps: float = 1e-3,
+    texture_floor: float = 1e-3,
+) -> dict[str, Tensor]:
     """Depth from focus without learning (see the module docstring).
 
     Args:
@@ -186,13 +210,17 @@ def classical_depth_from_focus(frames: Tensor, focus_distance_m: Tensor, *, wind
     """
     _check_stack(frames, focus_distance_m)
     with torch.no_grad():
-        frames_sorted, inverse_focus = sort_by_inverse_focus(frames, focus_distance_m.to(frames.dtype))
+        frames_sorted, inverse_focus = sort_by_inverse_focus(
+            frames, focus_distance_m.to(frames.dtype)
+        )
         measure_map = focus_measure(frames_sorted, window, measure)
         inverse_depth, peak = refine_peak(measure_map, inverse_focus)
         confidence = focus_confidence(measure_map, texture_floor)
         aif = all_in_focus(frames_sorted, peak)
         if smooth:
-            inverse_depth = edge_aware_smooth(inverse_depth, aif, confidence, smooth_window, smooth_eps)
+            inverse_depth = edge_aware_smooth(
+                inverse_depth, aif, confidence, smooth_window, smooth_eps
+            )
             low = inverse_focus[:, :1, None, None]
             high = inverse_focus[:, -1:, None, None]
             inverse_depth = torch.minimum(torch.maximum(inverse_depth, low), high)
@@ -203,24 +231,46 @@ class ClassicalDFF(DepthModel):
     """The classical baseline behind the common model interface (no trainable parameters)."""
 
     info: ClassVar[ModelInfo] = ModelInfo(
-        consumes="stack_any", uses_focus_distance=True, uses_camera=False,
+        consumes="stack_any",
+        uses_focus_distance=True,
+        uses_camera=False,
         paper="Nayar & Nakagawa, Shape from Focus, IEEE PAMI 1994 (sum-modified-Laplacian, "
-              "Gaussian interpolation); guided filter: He et al., ECCV 2010")
+        "Gaussian interpolation); guided filter: He et al., ECCV 2010",
+    )
 
-    def __init__(self, window: int = 9, smooth: bool = True, measure: FocusMeasure = "sml",
-                 smooth_window: int = 15, smooth_eps: float = 1e-3, texture_floor: float = 1e-3):
+    def __init__(
+        self,
+        window: int = 9,
+        smooth: bool = True,
+        measure: FocusMeasure = "sml",
+        smooth_window: int = 15,
+        smooth_eps: float = 1e-3,
+        texture_floor: float = 1e-3,
+    ):
         super().__init__()
         if measure not in FOCUS_MEASURES:
             raise ValueError(f"measure must be one of {FOCUS_MEASURES}, got {measure!r}")
         self.window, self.smooth, self.measure = window, smooth, measure
-        self.smooth_window, self.smooth_eps, self.texture_floor = smooth_window, smooth_eps, texture_floor
+        self.smooth_window, self.smooth_eps, self.texture_floor = (
+            smooth_window,
+            smooth_eps,
+            texture_floor,
+        )
 
-    def forward(self, frames: Tensor, focus_distance_m: Tensor, camera: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, frames: Tensor, focus_distance_m: Tensor, camera: Tensor
+    ) -> dict[str, Tensor]:
         check_inputs(frames, focus_distance_m, camera)
         return classical_depth_from_focus(
-            frames, focus_distance_m, window=self.window, smooth=self.smooth, measure=self.measure,
-            smooth_window=self.smooth_window, smooth_eps=self.smooth_eps,
-            texture_floor=self.texture_floor)
+            frames,
+            focus_distance_m,
+            window=self.window,
+            smooth=self.smooth,
+            measure=self.measure,
+            smooth_window=self.smooth_window,
+            smooth_eps=self.smooth_eps,
+            texture_floor=self.texture_floor,
+        )
 
     def extra_repr(self) -> str:
         return f"window={self.window}, smooth={self.smooth}, measure={self.measure!r}"

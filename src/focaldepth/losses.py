@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import kornia
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from focaldepth.errors import UserError
@@ -47,8 +47,10 @@ Batch = Mapping[str, Any]
 
 def _require(mapping: Mapping[str, Any], key: str, where: str, term: str, why: str = "") -> Any:
     if key not in mapping or mapping[key] is None:
-        raise UserError(f"loss term '{term}' needs {where}['{key}']{why}, which is missing "
-                        f"(remove the term from the loss config or provide it)")
+        raise UserError(
+            f"loss term '{term}' needs {where}['{key}']{why}, which is missing "
+            f"(remove the term from the loss config or provide it)"
+        )
     return mapping[key]
 
 
@@ -56,19 +58,26 @@ def _depth_pair(outputs: Outputs, batch: Batch, term: str) -> tuple[Tensor, Tens
     pred = _require(outputs, "depth_m", "outputs", term)
     gt = _require(batch, "depth_m", "batch", term)
     if pred.shape != gt.shape or pred.ndim != 4 or pred.shape[1] != 1:
-        raise ValueError(f"loss '{term}': outputs['depth_m'] {tuple(pred.shape)} and batch['depth_m'] "
-                         f"{tuple(gt.shape)} must both be (B, 1, H, W)")
+        raise ValueError(
+            f"loss '{term}': outputs['depth_m'] {tuple(pred.shape)} and batch['depth_m'] "
+            f"{tuple(gt.shape)} must both be (B, 1, H, W)"
+        )
     return pred, gt.to(pred.dtype)
 
 
 def _valid_mask(batch: Batch, like: Tensor, masked: bool, term: str) -> Tensor:
-    """The loss mask: batch['valid'] (required when masked) and finite, positive gt."""
+    """The loss mask: batch['valid'] (required when masked) and finite, positive gt. Unmasked
+    terms still skip non-finite gt (nothing can be learned there, and one NaN would poison
+    the whole batch) but keep everything else, as the seed's unmasked loss did."""
     gt = batch["depth_m"]
-    mask = torch.isfinite(gt) & (gt > 0) if masked else torch.ones_like(like, dtype=torch.bool)
+    mask = torch.isfinite(gt) & (gt > 0) if masked else torch.isfinite(gt)
     if masked:
         valid = _require(batch, "valid", "batch", term, " (a masked loss)")
         if valid.shape != like.shape:
-            raise ValueError(f"loss '{term}': batch['valid'] must be {tuple(like.shape)}, got {tuple(valid.shape)}")
+            raise ValueError(
+                f"loss '{term}': batch['valid'] must be {tuple(like.shape)}, "
+                f"got {tuple(valid.shape)}"
+            )
         mask = mask & valid.bool()
     return mask
 
@@ -211,7 +220,9 @@ class GradientMatchingLoss(LossTerm):
 
     def __init__(self, domain: str = "log", scales: int = 4, masked: bool = True):
         if domain not in _DOMAINS:
-            raise UserError(f"loss 'gradient': domain must be one of {sorted(_DOMAINS)}, got {domain!r}")
+            raise UserError(
+                f"loss 'gradient': domain must be one of {sorted(_DOMAINS)}, got {domain!r}"
+            )
         if not isinstance(scales, int) or scales < 1:
             raise UserError(f"loss 'gradient': scales must be an integer >= 1, got {scales!r}")
         self.domain, self.scales, self.masked = domain, scales, bool(masked)
@@ -256,12 +267,15 @@ class CoCLoss(LossTerm):
         return {"coc_px", "valid", "depth_m"} if self.masked else {"coc_px"}
 
     def __call__(self, outputs: Outputs, batch: Batch) -> Tensor:
-        pred = _require(outputs, "coc_px", "outputs", self.name,
-                        " (only models with a CoC decoder produce it)")
+        pred = _require(
+            outputs, "coc_px", "outputs", self.name, " (only models with a CoC decoder produce it)"
+        )
         target = _require(batch, "coc_px", "batch", self.name).to(pred.dtype)
         if pred.shape != target.shape or pred.ndim != 5:
-            raise ValueError(f"loss 'coc': outputs['coc_px'] {tuple(pred.shape)} and batch['coc_px'] "
-                             f"{tuple(target.shape)} must both be (B, S, 1, H, W)")
+            raise ValueError(
+                f"loss 'coc': outputs['coc_px'] {tuple(pred.shape)} and batch['coc_px'] "
+                f"{tuple(target.shape)} must both be (B, S, 1, H, W)"
+            )
         if self.masked:
             valid = _require(batch, "valid", "batch", self.name, " (a masked loss)").bool()
             mask = valid[:, None] & torch.isfinite(target)
@@ -287,12 +301,21 @@ class DefocusReconstructionLoss(LossTerm):
 
     name = "defocus"
 
-    def __init__(self, l1_weight: float = 1.0, ssim_weight: float = 1.0, window_size: int = 7,
-                 aif: str = "auto", num_layers: int = 16, psf: str = "disk"):
+    def __init__(
+        self,
+        l1_weight: float = 1.0,
+        ssim_weight: float = 1.0,
+        window_size: int = 7,
+        aif: str = "auto",
+        num_layers: int = 16,
+        psf: str = "disk",
+    ):
         if aif not in ("auto", "output", "batch"):
             raise UserError(f"loss 'defocus': aif must be 'auto', 'output' or 'batch', got {aif!r}")
         if not isinstance(window_size, int) or window_size < 3 or window_size % 2 == 0:
-            raise UserError(f"loss 'defocus': window_size must be an odd integer >= 3, got {window_size!r}")
+            raise UserError(
+                f"loss 'defocus': window_size must be an odd integer >= 3, got {window_size!r}"
+            )
         self.l1_weight, self.ssim_weight = float(l1_weight), float(ssim_weight)
         self.window_size, self.aif, self.num_layers, self.psf = window_size, aif, num_layers, psf
 
@@ -316,23 +339,42 @@ class DefocusReconstructionLoss(LossTerm):
         camera = _require(batch, "camera", "batch", self.name).to(depth.dtype)
         aif = self._all_in_focus(outputs, batch).to(depth.dtype)
         if frames.ndim != 5 or aif.shape != (frames.shape[0], *frames.shape[2:]):
-            raise ValueError(f"loss 'defocus': frames must be (B, S, C, H, W) and aif (B, C, H, W) "
-                             f"alike, got {tuple(frames.shape)} and {tuple(aif.shape)}")
-        rendered = render_focal_stack(aif, depth.clamp_min(DEPTH_FLOOR_M), focus, camera,
-                                      num_layers=self.num_layers, psf=self.psf)
+            raise ValueError(
+                f"loss 'defocus': frames must be (B, S, C, H, W) and aif (B, C, H, W) "
+                f"alike, got {tuple(frames.shape)} and {tuple(aif.shape)}"
+            )
+        rendered = render_focal_stack(
+            aif,
+            depth.clamp_min(DEPTH_FLOOR_M),
+            focus,
+            camera,
+            num_layers=self.num_layers,
+            psf=self.psf,
+        )
         target = frames.to(rendered.dtype)
         loss = rendered.new_zeros(())
         if self.l1_weight:
             loss = loss + self.l1_weight * (rendered - target).abs().mean()
         if self.ssim_weight:
             flat_r, flat_t = rendered.flatten(0, 1), target.flatten(0, 1)
-            loss = loss + self.ssim_weight * kornia.losses.ssim_loss(flat_r, flat_t, self.window_size)
+            loss = loss + self.ssim_weight * kornia.losses.ssim_loss(
+                flat_r, flat_t, self.window_size
+            )
         return loss
 
 
 LOSS_TERMS: dict[str, type[LossTerm]] = {
-    cls.name: cls for cls in (MSELoss, L1Loss, MaskedMSELoss, MaskedL1Loss, ScaleInvariantLogLoss,
-                              GradientMatchingLoss, CoCLoss, DefocusReconstructionLoss)
+    cls.name: cls
+    for cls in (
+        MSELoss,
+        L1Loss,
+        MaskedMSELoss,
+        MaskedL1Loss,
+        ScaleInvariantLogLoss,
+        GradientMatchingLoss,
+        CoCLoss,
+        DefocusReconstructionLoss,
+    )
 }
 
 
@@ -371,8 +413,9 @@ class CompositeLoss:
         return "CompositeLoss(" + ", ".join(f"{w:g}*{k}" for k, w, _ in self.terms) + ")"
 
 
-def build_loss(config: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
-               source: object | None = None) -> CompositeLoss:
+def build_loss(
+    config: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str, source: object | None = None
+) -> CompositeLoss:
     """Build a :class:`CompositeLoss` from config entries ``{"name": ..., "weight": ...,
     <constructor arguments>}`` (a single entry or a bare name is accepted too). ``source``
     (e.g. the config file) is named in errors."""
@@ -383,24 +426,36 @@ def build_loss(config: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
     terms: list[tuple[str, float, LossTerm]] = []
     for index, entry in enumerate(config):
         if not isinstance(entry, Mapping) or "name" not in entry:
-            raise UserError(f"loss config entry {index}: expected a mapping with a 'name', got {entry!r}", source)
+            raise UserError(
+                f"loss config entry {index}: expected a mapping with a 'name', got {entry!r}",
+                source,
+            )
         kwargs = dict(entry)
         name = kwargs.pop("name")
         weight = kwargs.pop("weight", 1.0)
         if name not in LOSS_TERMS:
-            raise UserError(f"loss config entry {index}: unknown loss {name!r}; "
-                            f"known: {', '.join(list_losses())}", source)
+            raise UserError(
+                f"loss config entry {index}: unknown loss {name!r}; "
+                f"known: {', '.join(list_losses())}",
+                source,
+            )
         if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise UserError(f"loss config entry {index} ({name}): weight must be a finite number >= 0, "
-                            f"got {weight!r}", source)
+            raise UserError(
+                f"loss config entry {index} ({name}): weight must be a finite number >= 0, "
+                f"got {weight!r}",
+                source,
+            )
         if "lambda" in kwargs:  # `lambda` is a Python keyword; configs may spell it plainly
             kwargs["lambda_"] = kwargs.pop("lambda")
         cls = LOSS_TERMS[name]
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = set(kwargs) - accepted
         if unknown:
-            raise UserError(f"loss config entry {index} ({name}): unknown option(s) {sorted(unknown)}; "
-                            f"accepted: {sorted(accepted) or 'none'}", source)
+            raise UserError(
+                f"loss config entry {index} ({name}): unknown option(s) {sorted(unknown)}; "
+                f"accepted: {sorted(accepted) or 'none'}",
+                source,
+            )
         try:
             term = cls(**kwargs)
         except UserError as error:

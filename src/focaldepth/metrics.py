@@ -48,7 +48,7 @@ Temporal stability (:func:`temporal_stability`): see its docstring.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import kornia
 import torch
@@ -58,10 +58,25 @@ DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
 BUMPINESS_CLIP = 0.05
 METRE_FLOOR = 1e-6
 NORMALISED_FLOOR = 1e-3
-METRIC_NAMES = ("mse", "rmse", "mae", "absrel", "sqrel", "rmse_log",
-                "delta1", "delta2", "delta3", "bumpiness")
-TEMPORAL_NAMES = ("temporal_err_m", "temporal_err_rel", "temporal_change_pred_rel",
-                  "temporal_change_gt_rel", "temporal_coverage")
+METRIC_NAMES = (
+    "mse",
+    "rmse",
+    "mae",
+    "absrel",
+    "sqrel",
+    "rmse_log",
+    "delta1",
+    "delta2",
+    "delta3",
+    "bumpiness",
+)
+TEMPORAL_NAMES = (
+    "temporal_err_m",
+    "temporal_err_rel",
+    "temporal_change_pred_rel",
+    "temporal_change_gt_rel",
+    "temporal_coverage",
+)
 
 # skimage.filters.scharr_v / scharr_h (v0.26): smoothing [3, 10, 3]/16 across the derivative
 # direction times the central difference [1, 0, -1] along it (correlation form).
@@ -74,16 +89,22 @@ _SCHARR_Y = torch.outer(_SCHARR_DIFF, _SCHARR_SMOOTH)  # d/dy (along rows)
 # --- validation ---------------------------------------------------------------------------
 
 
-def _check_depth_pair(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+def _check_depth_pair(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None
+) -> torch.Tensor:
     """Check shapes and return the effective valid mask (valid & finite & positive gt)."""
     if pred_m.ndim != 4 or pred_m.shape[1] != 1:
         raise ValueError(f"pred_m: expected (B, 1, H, W), got shape {tuple(pred_m.shape)}")
     if gt_m.shape != pred_m.shape:
-        raise ValueError(f"gt_m: expected shape {tuple(pred_m.shape)} like pred_m, got {tuple(gt_m.shape)}")
+        raise ValueError(
+            f"gt_m: expected shape {tuple(pred_m.shape)} like pred_m, got {tuple(gt_m.shape)}"
+        )
     effective = torch.isfinite(gt_m) & (gt_m > 0)
     if valid is not None:
         if valid.shape != pred_m.shape:
-            raise ValueError(f"valid: expected shape {tuple(pred_m.shape)}, got {tuple(valid.shape)}")
+            raise ValueError(
+                f"valid: expected shape {tuple(pred_m.shape)}, got {tuple(valid.shape)}"
+            )
         effective = effective & valid.bool()
     return effective
 
@@ -108,23 +129,30 @@ def _mae_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> t
     return _masked_mean((pred - gt).abs(), valid)
 
 
-def _absrel_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, floor: float) -> torch.Tensor:
+def _absrel_on_mask(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, floor: float
+) -> torch.Tensor:
     gt = gt.clamp_min(floor)
     return _masked_mean((pred.clamp_min(floor) - gt).abs() / gt, valid)
 
 
-def _sqrel_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, floor: float) -> torch.Tensor:
+def _sqrel_on_mask(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, floor: float
+) -> torch.Tensor:
     gt = gt.clamp_min(floor)
     return _masked_mean((pred.clamp_min(floor) - gt) ** 2 / gt, valid)
 
 
-def _rmse_log_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, floor: float) -> torch.Tensor:
+def _rmse_log_on_mask(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, floor: float
+) -> torch.Tensor:
     log_error = pred.clamp_min(floor).log() - gt.clamp_min(floor).log()
     return _masked_mean(log_error**2, valid).sqrt()
 
 
-def _delta_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, threshold: float,
-                   floor: float) -> torch.Tensor:
+def _delta_on_mask(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, threshold: float, floor: float
+) -> torch.Tensor:
     pred, gt = pred.clamp_min(floor), gt.clamp_min(floor)
     ratio = torch.maximum(pred / gt, gt / pred)
     return _masked_mean((ratio < threshold).to(pred.dtype), valid)
@@ -144,8 +172,9 @@ def hessian_norm(image: torch.Tensor) -> torch.Tensor:
     return (dxx**2 + dxy**2 + dyy**2 + dyx**2).sqrt()
 
 
-def _bumpiness_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
-                       clip: float = BUMPINESS_CLIP) -> torch.Tensor:
+def _bumpiness_on_mask(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, clip: float = BUMPINESS_CLIP
+) -> torch.Tensor:
     error = torch.where(valid, pred - gt, torch.zeros_like(pred)).double()
     norm = hessian_norm(error).clamp_max(clip)
     # Erode the mask by the 5x5 support of two Scharr passes, counting the outside of the
@@ -156,44 +185,66 @@ def _bumpiness_on_mask(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor
     return (100.0 * _masked_mean(norm, interior & valid)).to(pred.dtype)
 
 
-def mse(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def mse(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared error per image (m^2)."""
     return _mse_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid))
 
 
-def rmse(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def rmse(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Root mean squared error per image (m)."""
     return mse(pred_m, gt_m, valid).sqrt()
 
 
-def mae(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def mae(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean absolute error per image (m)."""
     return _mae_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid))
 
 
-def absrel(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def absrel(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean absolute relative error |p - g| / g per image."""
     return _absrel_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid), METRE_FLOOR)
 
 
-def sqrel(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def sqrel(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared relative error (p - g)^2 / g per image (m)."""
     return _sqrel_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid), METRE_FLOOR)
 
 
-def rmse_log(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def rmse_log(
+    pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """RMSE of natural-log depth per image."""
     return _rmse_log_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid), METRE_FLOOR)
 
 
-def delta(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None,
-          threshold: float = 1.25) -> torch.Tensor:
+def delta(
+    pred_m: torch.Tensor,
+    gt_m: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    threshold: float = 1.25,
+) -> torch.Tensor:
     """Fraction of valid pixels (in [0, 1]) with max(p/g, g/p) < ``threshold``."""
-    return _delta_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid), threshold, METRE_FLOOR)
+    return _delta_on_mask(
+        pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid), threshold, METRE_FLOOR
+    )
 
 
-def bumpiness(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None,
-              clip: float = BUMPINESS_CLIP) -> torch.Tensor:
+def bumpiness(
+    pred_m: torch.Tensor,
+    gt_m: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    clip: float = BUMPINESS_CLIP,
+) -> torch.Tensor:
     """DDFF bumpiness per image: 100 x mean over valid pixels (with a valid 5x5 neighbourhood)
     of min(||Hessian(p - g)||_F, clip)."""
     return _bumpiness_on_mask(pred_m, gt_m, _check_depth_pair(pred_m, gt_m, valid), clip)
@@ -209,8 +260,12 @@ def normalise_depth(depth_m: torch.Tensor, d_min_m: float, d_max_m: float) -> to
     return (depth_m - d_min_m) / (d_max_m - d_min_m)
 
 
-def per_image_metrics(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None,
-                      normalised: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
+def per_image_metrics(
+    pred_m: torch.Tensor,
+    gt_m: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    normalised: tuple[float, float] | None = None,
+) -> dict[str, torch.Tensor]:
     """Every metric of :data:`METRIC_NAMES` as a ``(B,)`` tensor (nan where no valid pixel).
 
     With ``normalised=(d_min_m, d_max_m)`` the metrics are computed on depth normalised to
@@ -240,8 +295,12 @@ def _mean_over_images(values: torch.Tensor) -> float:
     return float(finite.mean()) if finite.numel() else math.nan
 
 
-def depth_metrics(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None,
-                  normalised: tuple[float, float] | None = None) -> dict[str, float]:
+def depth_metrics(
+    pred_m: torch.Tensor,
+    gt_m: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    normalised: tuple[float, float] | None = None,
+) -> dict[str, float]:
     """All metrics of :data:`METRIC_NAMES`, computed per image and averaged over the images
     of the batch that have valid pixels (``nan`` if none has). Adds ``num_images``."""
     rows = per_image_metrics(pred_m, gt_m, valid, normalised)
@@ -253,27 +312,40 @@ def depth_metrics(pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor 
 # --- temporal stability -------------------------------------------------------------------
 
 
-def warp_to_current(image_prev: torch.Tensor, flow_t_to_prev_px: torch.Tensor,
-                    mode: str = "bilinear") -> tuple[torch.Tensor, torch.Tensor]:
+def warp_to_current(
+    image_prev: torch.Tensor, flow_t_to_prev_px: torch.Tensor, mode: str = "bilinear"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward-warp ``image_prev`` ``(B, C, H, W)`` into frame t: output(x) = prev(x + flow(x)),
     with ``flow_t_to_prev_px`` ``(B, 2, H, W)`` = (dx, dy) in pixels (OpenCV convention).
     Returns the warped image and a ``(B, 1, H, W)`` mask of samples inside the frame."""
     batch, _, height, width = image_prev.shape
     if flow_t_to_prev_px.shape != (batch, 2, height, width):
-        raise ValueError(f"flow_t_to_prev: expected (B, 2, H, W) = {(batch, 2, height, width)}, "
-                         f"got {tuple(flow_t_to_prev_px.shape)}")
-    grid = kornia.utils.create_meshgrid(height, width, normalized_coordinates=False,
-                                        device=image_prev.device, dtype=flow_t_to_prev_px.dtype)
+        raise ValueError(
+            f"flow_t_to_prev: expected (B, 2, H, W) = {(batch, 2, height, width)}, "
+            f"got {tuple(flow_t_to_prev_px.shape)}"
+        )
+    grid = kornia.utils.create_meshgrid(
+        height,
+        width,
+        normalized_coordinates=False,
+        device=image_prev.device,
+        dtype=flow_t_to_prev_px.dtype,
+    )
     map_x = grid[..., 0] + flow_t_to_prev_px[:, 0]
     map_y = grid[..., 1] + flow_t_to_prev_px[:, 1]
-    warped = kornia.geometry.transform.remap(image_prev, map_x, map_y, mode=mode,
-                                             padding_mode="border", align_corners=True)
+    warped = kornia.geometry.transform.remap(
+        image_prev, map_x, map_y, mode=mode, padding_mode="border", align_corners=True
+    )
     inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
     return warped, inside[:, None]
 
 
-def forward_backward_consistent(flow_t_to_prev_px: torch.Tensor, flow_prev_to_t_px: torch.Tensor,
-                                alpha: float = 0.01, beta_px2: float = 0.5) -> torch.Tensor:
+def forward_backward_consistent(
+    flow_t_to_prev_px: torch.Tensor,
+    flow_prev_to_t_px: torch.Tensor,
+    alpha: float = 0.01,
+    beta_px2: float = 0.5,
+) -> torch.Tensor:
     """Pixels whose flow round trip t -> prev -> t returns home (Sundaram et al., ECCV 2010):
     |f + b(x + f)|^2 < alpha (|f|^2 + |b(x + f)|^2) + beta. Occluded pixels fail it."""
     backward, _ = warp_to_current(flow_prev_to_t_px, flow_t_to_prev_px)
@@ -282,17 +354,25 @@ def forward_backward_consistent(flow_t_to_prev_px: torch.Tensor, flow_prev_to_t_
     return round_trip < alpha * magnitude + beta_px2
 
 
-def per_image_temporal_stability(pred_t: torch.Tensor, pred_prev: torch.Tensor, gt_t: torch.Tensor,
-                                 gt_prev: torch.Tensor, flow_t_to_prev: torch.Tensor,
-                                 valid: torch.Tensor | None = None, *,
-                                 valid_prev: torch.Tensor | None = None,
-                                 flow_prev_to_t: torch.Tensor | None = None,
-                                 gt_consistency_rel: float = 0.1) -> dict[str, torch.Tensor]:
+def per_image_temporal_stability(
+    pred_t: torch.Tensor,
+    pred_prev: torch.Tensor,
+    gt_t: torch.Tensor,
+    gt_prev: torch.Tensor,
+    flow_t_to_prev: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    valid_prev: torch.Tensor | None = None,
+    flow_prev_to_t: torch.Tensor | None = None,
+    gt_consistency_rel: float = 0.1,
+) -> dict[str, torch.Tensor]:
     """:func:`temporal_stability` per image: each metric as a ``(B,)`` tensor."""
     valid = _check_depth_pair(pred_t, gt_t, valid)
     for name, tensor in (("pred_prev", pred_prev), ("gt_prev", gt_prev)):
         if tensor.shape != pred_t.shape:
-            raise ValueError(f"{name}: expected shape {tuple(pred_t.shape)}, got {tuple(tensor.shape)}")
+            raise ValueError(
+                f"{name}: expected shape {tuple(pred_t.shape)}, got {tuple(tensor.shape)}"
+            )
     pred_t, pred_prev, gt_t, gt_prev = (x.detach() for x in (pred_t, pred_prev, gt_t, gt_prev))
     flow = flow_t_to_prev.detach().to(pred_t.dtype)
     warped_pred, inside = warp_to_current(pred_prev, flow)
@@ -303,7 +383,9 @@ def per_image_temporal_stability(pred_t: torch.Tensor, pred_prev: torch.Tensor, 
         warped_valid, _ = warp_to_current(valid_prev.to(pred_t.dtype), flow, mode="nearest")
         usable = usable & (warped_valid > 0.5)
     if flow_prev_to_t is not None:
-        usable = usable & forward_backward_consistent(flow, flow_prev_to_t.detach().to(pred_t.dtype))
+        usable = usable & forward_backward_consistent(
+            flow, flow_prev_to_t.detach().to(pred_t.dtype)
+        )
     else:
         usable = usable & ((warped_gt - gt_t).abs() <= gt_consistency_rel * gt_t)
     delta_pred = pred_t - warped_pred
@@ -317,17 +399,26 @@ def per_image_temporal_stability(pred_t: torch.Tensor, pred_prev: torch.Tensor, 
     }
     valid_count = valid.flatten(1).sum(1)
     coverage = usable.flatten(1).sum(1) / valid_count.clamp_min(1)
-    rows["temporal_coverage"] = torch.where(valid_count > 0, coverage.to(pred_t.dtype),
-                                            torch.full_like(coverage, math.nan, dtype=pred_t.dtype))
+    rows["temporal_coverage"] = torch.where(
+        valid_count > 0,
+        coverage.to(pred_t.dtype),
+        torch.full_like(coverage, math.nan, dtype=pred_t.dtype),
+    )
     return {name: rows[name] for name in TEMPORAL_NAMES}
 
 
-def temporal_stability(pred_t: torch.Tensor, pred_prev: torch.Tensor, gt_t: torch.Tensor,
-                       gt_prev: torch.Tensor, flow_t_to_prev: torch.Tensor,
-                       valid: torch.Tensor | None = None, *,
-                       valid_prev: torch.Tensor | None = None,
-                       flow_prev_to_t: torch.Tensor | None = None,
-                       gt_consistency_rel: float = 0.1) -> dict[str, float]:
+def temporal_stability(
+    pred_t: torch.Tensor,
+    pred_prev: torch.Tensor,
+    gt_t: torch.Tensor,
+    gt_prev: torch.Tensor,
+    flow_t_to_prev: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    *,
+    valid_prev: torch.Tensor | None = None,
+    flow_prev_to_t: torch.Tensor | None = None,
+    gt_consistency_rel: float = 0.1,
+) -> dict[str, float]:
     """How well the predicted depth changes between consecutive frames match the true changes.
 
     The previous prediction and ground truth are warped into frame t along the ground-truth
@@ -354,8 +445,16 @@ def temporal_stability(pred_t: torch.Tensor, pred_prev: torch.Tensor, gt_t: torc
     * ``temporal_coverage``: fraction of frame-t valid pixels that were compared.
     """
     rows = per_image_temporal_stability(
-        pred_t, pred_prev, gt_t, gt_prev, flow_t_to_prev, valid, valid_prev=valid_prev,
-        flow_prev_to_t=flow_prev_to_t, gt_consistency_rel=gt_consistency_rel)
+        pred_t,
+        pred_prev,
+        gt_t,
+        gt_prev,
+        flow_t_to_prev,
+        valid,
+        valid_prev=valid_prev,
+        flow_prev_to_t=flow_prev_to_t,
+        gt_consistency_rel=gt_consistency_rel,
+    )
     return {name: _mean_over_images(values) for name, values in rows.items()}
 
 
@@ -383,12 +482,20 @@ class MetricAccumulator:
             self.sums[name] = self.sums.get(name, 0.0) + value
             self.counts[name] = self.counts.get(name, 0) + 1
 
-    def update(self, pred_m: torch.Tensor, gt_m: torch.Tensor, valid: torch.Tensor | None = None,
-               normalised: tuple[float, float] | None = None, prefix: str = "") -> list[dict[str, float]]:
+    def update(
+        self,
+        pred_m: torch.Tensor,
+        gt_m: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        normalised: tuple[float, float] | None = None,
+        prefix: str = "",
+    ) -> list[dict[str, float]]:
         """Add every image of a batch; returns the per-image rows (e.g. for a CSV)."""
         rows = per_image_metrics(pred_m, gt_m, valid, normalised)
-        per_image = [{prefix + name: float(values[i]) for name, values in rows.items()}
-                     for i in range(pred_m.shape[0])]
+        per_image = [
+            {prefix + name: float(values[i]) for name, values in rows.items()}
+            for i in range(pred_m.shape[0])
+        ]
         for row in per_image:
             self.add(row)
         return per_image
@@ -403,7 +510,7 @@ class MetricAccumulator:
             self.add(row)
         return per_pair
 
-    def merge(self, other: "MetricAccumulator") -> None:
+    def merge(self, other: MetricAccumulator) -> None:
         for name, total in other.sums.items():
             self.sums[name] = self.sums.get(name, 0.0) + total
             self.counts[name] = self.counts.get(name, 0) + other.counts[name]
@@ -412,8 +519,9 @@ class MetricAccumulator:
         """Mean over images of every metric seen, plus ``num_images`` (images with an MSE, under
         any prefix) and ``num_pairs`` (frame pairs with temporal metrics)."""
         result = {name: self.sums[name] / self.counts[name] for name in sorted(self.sums)}
-        result["num_images"] = max((n for k, n in self.counts.items() if k == "mse" or k.endswith("_mse")),
-                                   default=0)
+        result["num_images"] = max(
+            (n for k, n in self.counts.items() if k == "mse" or k.endswith("_mse")), default=0
+        )
         result["num_pairs"] = self.counts.get("temporal_coverage", 0)
         return result
 
