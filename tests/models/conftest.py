@@ -1,0 +1,35 @@
+"""Shared fixtures for the model-zoo tests: small random inputs in the project's layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from focaldepth.models.base import camera_tensor
+from focaldepth.optics import Camera
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest on one thread; with several engineers sharing 2 cores,
+    multi-threaded BLAS/oneDNN on these sizes is 10-100x slower. Restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_inputs(batch: int = 2, slices: int = 4, size_px: int = 32, seed: int = 0,
+                near_m: float = 0.4, far_m: float = 2.0):
+    """Random frames in [0, 1], a focus sweep from far to near (capture order) and a camera."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch, slices, 3, size_px, size_px, generator=generator)
+    focus_distance_m = torch.linspace(far_m, near_m, slices).repeat(batch, 1)
+    camera = camera_tensor([Camera(focal_length_mm=50.0, f_number=2.0, sensor_width_mm=36.0,
+                                   image_width_px=size_px)] * batch)
+    return frames, focus_distance_m, camera
+
+
+def slices_for(model, default: int = 4) -> int:
+    """Fixed-stack models take exactly ``model.num_frames`` slices; the others any number."""
+    return getattr(model, "num_frames", None) or default
