@@ -186,9 +186,7 @@ def _load_video(video: Path, meta_file: Path, *, lazy: bool) -> FocusSequence:
         if frames is None:
             # preallocate: one copy of the clip in memory, not two
             frames = np.empty((expected or 1, *image.shape), dtype=np.uint8)
-        if len(times) >= len(frames):
-            if expected is not None:
-                raise UserError(f"video has more frames than the {expected} listed in {meta_file.name}", video)
+        if len(times) >= len(frames):  # more frames than the metadata lists: reported below
             frames = np.concatenate([frames, np.empty_like(frames)])
         frames[len(times)] = image
         times.append(time_s)
