@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 
 from focaldepth.models.base import camera_tensor
 from focaldepth.optics import Camera
 
+Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 @pytest.fixture(autouse=True)
 def single_thread():
     """Tiny models run fastest on one thread; with several engineers sharing 2 cores,
-    multi-threaded BLAS/oneDNN on these sizes is 10-100x slower. Restored after each test."""
+    multi-threaded kernels on these sizes are 10-100x slower. Restored after each test."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-def make_inputs(batch: int = 2, slices: int = 4, size_px: int = 32, seed: int = 0,
-                near_m: float = 0.4, far_m: float = 2.0):
+def random_inputs(batch: int = 2, slices: int = 4, size_px: int = 32, seed: int = 0,
+                  near_m: float = 0.4, far_m: float = 2.0) -> Inputs:
     """Random frames in [0, 1], a focus sweep from far to near (capture order) and a camera."""
     generator = torch.Generator().manual_seed(seed)
     frames = torch.rand(batch, slices, 3, size_px, size_px, generator=generator)
@@ -30,6 +34,13 @@ def make_inputs(batch: int = 2, slices: int = 4, size_px: int = 32, seed: int = 
     return frames, focus_distance_m, camera
 
 
-def slices_for(model, default: int = 4) -> int:
+@pytest.fixture
+def make_inputs() -> Callable[..., Inputs]:
+    """``make_inputs(batch=2, slices=4, size_px=32, seed=0)`` -> frames, focus_distance_m, camera."""
+    return random_inputs
+
+
+@pytest.fixture
+def slices_for() -> Callable[..., int]:
     """Fixed-stack models take exactly ``model.num_frames`` slices; the others any number."""
-    return getattr(model, "num_frames", None) or default
+    return lambda model, default=4: getattr(model, "num_frames", None) or default

@@ -12,8 +12,9 @@ Monte-Carlo dropout (``mc_dropout=True``): dropout p = 0.5 after both convs of t
 decoder blocks (where the authors' ``use_dropout`` puts it); :meth:`D3Net.predict_with_uncertainty`
 keeps it active at inference and returns the mean and standard deviation of N samples.
 
-Parameter count (full size): 24,221,312 (encoder 7,019,520 = torchvision's DenseNet-121 features
-6,953,856 + the 65,664 of the stride-2 stem conv and its BatchNorm; decoder 17,201,792).
+Parameter count (full size): 24,220,224 (encoder 7,019,520 = torchvision's DenseNet-121 features
+6,953,856 + the 65,664 of the stride-2 stem conv and its BatchNorm; decoder 17,200,704). The
+authors' class also builds an unused 1000-class output conv (576,000 more).
 
 Output: a sigmoid mapped to metres linearly in inverse depth over a fixed range,
 ``depth_range_m`` = (0.3, 10.0) m by default (the DFD indoor data span 0.3-9.8 m; the authors

@@ -6,8 +6,10 @@ skip connection ("CC"); the per-slice outputs are stacked and combined into one 
 learned 1x1 "scoring" convolution over the S slices, so the stack size is fixed. The VGG
 encoder/decoder here is shared with :mod:`focaldepth.models.lstm_ddff` (the seed's LSTM-DDFF).
 
-Parameter count (full size, CC3, S = 4): 39,824,644 -- the paper's "about 40 M" (encoder
-14,718,912 = torchvision's VGG16-BN features without conv biases; decoder 25,105,728; scoring 4).
+Parameter count (full size, CC3, S = 4): 39,790,341 -- the paper's "about 40 M" (encoder
+14,718,912 = torchvision's VGG16-BN features without conv biases; decoder 25,071,425; scoring 4;
+the authors' code has one more: BN instead of a bias on the last conv). Without the skip:
+39,200,517; with a CoC decoder: 64,861,766.
 
 Deviations from the paper / the authors' PyTorch code (soyers/ddff-pytorch):
 

@@ -19,10 +19,9 @@ concatenation is fed from the encoder of the last slice (``skip_source="last"``,
 Both variants fix the input size (the LSTM dimensions depend on ``h = H/32, w = W/32``):
 ``image_size_px``, default 256 x 256 (this project's training crops; the seed used 224 x 224).
 
-Parameter counts (full size, 256 x 256, CC3, skip from the last encoder): ``fc`` 207,818,817
-(of which the two linear layers 134.3 M and the LSTM 33.6 M; at the seed's 224 x 224 the linear
-layers shrink to 102.8 M, total 176,352,833); ``stacking`` 39,887,169 (2-layer LSTM of width 64:
-66,560).
+Parameter counts (full size, 256 x 256, CC3, skip from the last encoder): ``fc`` 207,613,697,
+of which the recurrent module is 167,823,360 (two linear layers 134.2 M, LSTM 33.6 M); at the
+seed's 224 x 224, 176,148,737. ``stacking``: 39,856,897 (a 2-layer LSTM of width 64: 66,560).
 
 Deviations: the decoder's last conv is a plain conv (a logit, then sigmoid and
 :func:`base.depth_from_unit`) where DDFF has conv-BN-ReLU; random initialisation instead of

@@ -13,7 +13,7 @@ transposed conv; after the last level a max over slices and a few 3x3 convs to o
 seed's modifications: BatchNorm (eps 1e-4) after every conv, and the focus distance as an extra
 input channel per frame (``focus_channel=True``, see :func:`common.focus_unit_channel`).
 Widths are the seed's trained configuration: encoder 32, 48, 64, 128, 192; decoder 192, 128,
-96, 48, 48; final 32, 32, 32. Parameter count (full size, focus channel on): 3,141,729.
+96, 48, 48; final 32, 32, 32. Parameter count (full size, focus channel on): 3,020,673.
 Deviations: the seed's decoder could skip the slice max (``dec_pool_layers=False``); here every
 decoder level pools (as Aittala & Durand do) and the output is max-pooled over slices before the
 final convs; the final conv is a plain conv (a logit for the sigmoid depth mapping).
@@ -25,11 +25,11 @@ and its focus distance; the second predicts depth from the frames, the predicted
 the focus distances. Each has 4 levels of two 3x3 convs (16, 32, 64, 128 channels), 2x2
 max-pool down, bilinear up + 3x3 conv, leaky ReLU (0.2); the second also concatenates the slice
 max of its up-sampled features in the decoder and max-pools over slices before its output.
-Parameter count (full size): 3,738,418, the paper's "about 3.7 M" (the authors' code: 3,732,914).
-Deviations: BatchNorm after every conv (``batch_norm=True``; the authors had none: +5,504
-parameters); the focus channel is inverse focus on the stack's range (:func:`common.focus_unit_
+Parameter count (full size): 3,734,546, the paper's "about 3.7 M"; with ``batch_norm=False,
+depth_from_frames=False`` exactly the authors' 3,729,186. Deviations: BatchNorm after every conv
+(``batch_norm=True``, +4,928 parameters; the authors had none); the focus channel is inverse focus on the stack's range (:func:`common.focus_unit_
 channel`) where the authors used ``focus / max focus``; the second net also gets the RGB frames
-(``depth_from_frames=True``; the authors gave it only CoC + focus) and takes its skips from its
+(``depth_from_frames=True``, +432 parameters; the authors gave it only CoC + focus) and takes its skips from its
 own encoder (the authors' code reused the first net's), and its finest decoder level is used
 (the authors' second decoder skipped that layer although it is built); CoC maps pass through a
 softplus (non-negative, ``"coc_px"``) and depth through a sigmoid and the stack's depth range.

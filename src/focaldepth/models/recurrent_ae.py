@@ -13,7 +13,7 @@ depth after the last frame (``"depth_m"``) and after every frame (``"depth_m_per
 The seed's modifications over Chaitanya et al. are kept: BatchNorm after every conv, more
 channels (32, 48, 64, 128, 192 + a 192 bottleneck, vs 32, 43, 57, 76, 101), transposed
 convolutions (2x2, stride 2) instead of nearest-neighbour up-sampling, ReLU instead of leaky
-ReLU. Parameter count (full size): 2,564,097.
+ReLU. Parameter count (full size): 4,456,033 (1,609,873 with Chaitanya et al.'s widths).
 
 Output depth mapping: the normalised output is mapped to metres over the dioptric range of the
 focus distances seen *so far* (a running min/max carried in the state, so streaming is causal
