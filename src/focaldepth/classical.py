@@ -29,16 +29,13 @@ from typing import ClassVar, Literal
 
 import kornia
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
 
 FocusMeasure = Literal["sml", "lapvar"]
 FOCUS_MEASURES: tuple[str, ...] = ("sml", "lapvar")
-
-# Second differences along x and y (the two halves of the modified Laplacian).
-_SECOND_DIFF_X = torch.tensor([[0.0, 0.0, 0.0], [1.0, -2.0, 1.0], [0.0, 0.0, 0.0]])
-_SECOND_DIFF_Y = _SECOND_DIFF_X.T.contiguous()
 
 
 def _check_stack(frames: Tensor, focus_distance_m: Tensor) -> None:
@@ -76,15 +73,26 @@ def focus_measure(frames: Tensor, window: int = 9, measure: FocusMeasure = "sml"
     batch, slices = frames.shape[:2]
     grey = to_grey(frames).flatten(0, 1)  # (B*S, 1, H, W)
     if measure == "sml":
-        d2x = kornia.filters.filter2d(grey, _SECOND_DIFF_X.to(grey)[None], border_type="reflect")
-        d2y = kornia.filters.filter2d(grey, _SECOND_DIFF_Y.to(grey)[None], border_type="reflect")
-        measure_map = kornia.filters.box_blur(d2x.abs() + d2y.abs(), window, border_type="reflect")
+        # Second differences by slicing a 1-pixel padded copy: the same as correlating with
+        # [1, -2, 1] (kornia.filters.filter2d) but several times faster on a CPU.
+        padded = F.pad(grey, (1, 1, 1, 1), mode="replicate")
+        d2x = padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:] - 2.0 * grey
+        d2y = padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] - 2.0 * grey
+        measure_map = window_mean(d2x.abs() + d2y.abs(), window)
     else:
-        laplacian = kornia.filters.laplacian(grey, 3, border_type="reflect")
-        mean = kornia.filters.box_blur(laplacian, window, border_type="reflect")
-        mean_sq = kornia.filters.box_blur(laplacian**2, window, border_type="reflect")
-        measure_map = (mean_sq - mean**2).clamp_min(0.0)
+        laplacian = kornia.filters.laplacian(grey, 3, border_type="replicate")
+        mean = window_mean(laplacian, window)
+        measure_map = (window_mean(laplacian**2, window) - mean**2).clamp_min(0.0)
     return measure_map.view(batch, slices, *measure_map.shape[-2:])
+
+
+def window_mean(image: Tensor, window: int) -> Tensor:
+    """Mean over a ``window`` x ``window`` neighbourhood with edge replication (a box filter;
+    avg_pool2d on a padded copy is ~3x faster than kornia's box_blur on a CPU). Replication,
+    unlike mirroring, works for any image size."""
+    radius = window // 2
+    padded = F.pad(image, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(padded, window, stride=1)
 
 
 def sort_by_inverse_focus(frames: Tensor, focus_distance_m: Tensor) -> tuple[Tensor, Tensor]:
@@ -110,22 +118,24 @@ def refine_peak(measure_map: Tensor, inverse_focus_dpt: Tensor) -> tuple[Tensor,
     """
     slices = measure_map.shape[1]
     peak = measure_map.argmax(dim=1, keepdim=True)  # (B, 1, H, W)
-    x = inverse_focus_dpt.view(*inverse_focus_dpt.shape, 1, 1).expand_as(measure_map)
-    # Logs of the measure; the floor (relative to each image's largest value) keeps flat,
-    # texture-free curves finite.
-    floor = measure_map.flatten(1).amax(1).clamp_min(1e-20).view(-1, 1, 1, 1) * 1e-9
-    log_measure = (measure_map + floor).log()
-    lower, upper = (peak - 1).clamp(0, slices - 1), (peak + 1).clamp(0, slices - 1)
-    x0, x1, x2 = (x.gather(1, i) for i in (lower, peak, upper))
-    y0, y1, y2 = (log_measure.gather(1, i) for i in (lower, peak, upper))
+    neighbours = torch.cat([(peak - 1).clamp_min(0), peak, (peak + 1).clamp_max(slices - 1)], 1)
+    x0, x1, x2 = (
+        inverse_focus_dpt.view(*inverse_focus_dpt.shape, 1, 1)
+        .expand_as(measure_map)
+        .gather(1, neighbours)
+        .unbind(1)
+    )
+    # Logs of the three measures; the floor (relative to each image's largest value) keeps
+    # flat, texture-free curves finite.
+    floor = measure_map.flatten(1).amax(1).clamp_min(1e-20).view(-1, 1, 1) * 1e-9
+    y0, y1, y2 = (measure_map.gather(1, neighbours) + floor[:, None]).log().unbind(1)
     numerator = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
     denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
-    interior = (peak > 0) & (peak < slices - 1) & (denominator.abs() > 1e-12)
+    interior = (peak[:, 0] > 0) & (peak[:, 0] < slices - 1) & (denominator.abs() > 1e-12)
     vertex = x1 - 0.5 * numerator / torch.where(interior, denominator, torch.ones_like(denominator))
-    vertex = torch.minimum(
-        torch.maximum(vertex, x0), x2
-    )  # a true maximum lies between its neighbours
-    return torch.where(interior, vertex, x1), peak
+    # A true maximum lies between its neighbours.
+    vertex = torch.minimum(torch.maximum(vertex, x0), x2)
+    return torch.where(interior, vertex, x1)[:, None], peak
 
 
 def focus_confidence(measure_map: Tensor, texture_floor: float = 1e-3) -> Tensor:
