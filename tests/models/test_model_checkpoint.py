@@ -33,11 +33,21 @@ def test_checkpoint_records_how_to_rebuild_and_use_the_model(tmp_path):
     # Complete constructor arguments, not just the ones the user typed.
     assert set(payload["kwargs"]) == set(inspect.signature(type(model)).parameters)
     assert payload["kwargs"]["focus_channel"] is False
-    assert payload["info"] == model.info.to_dict() and payload["info"]["uses_focus_distance"] is False
+    assert (
+        payload["info"] == model.info.to_dict() and payload["info"]["uses_focus_distance"] is False
+    )
     conventions = payload["conventions"]
-    for key in ("frames", "focus_distance_m", "camera", "depth_m", "in_channels", "focus_channel"):
+    for key in (
+        "frames",
+        "focus_distance_m",
+        "camera",
+        "depth_m",
+        "depth_mapping",
+        "in_channels",
+        "focus_channel",
+    ):
         assert key in conventions
-    assert conventions["depth_m"]["margin"] == 0.25
+    assert conventions["depth_mapping"]["margin"] == 0.25
     assert payload["focaldepth_version"] == focaldepth.__version__
     assert not models.load(path).info.uses_focus_distance
 
@@ -48,19 +58,29 @@ def test_unit_constructor_arguments_survive_the_round_trip(tmp_path):
     assert loaded.depth_range_m == (0.5, 4.0) and loaded.mc_dropout
 
 
-@pytest.mark.parametrize("tamper, expected", [
-    (lambda p: p["state_dict"].pop("scoring.weight"), "missing scoring.weight"),
-    (lambda p: p["state_dict"].__setitem__("extra_layer.weight", torch.zeros(3)),
-     "unexpected extra_layer.weight"),
-    (lambda p: p["state_dict"].__setitem__("scoring.weight", torch.zeros(1, 5, 1, 1)),
-     "shape mismatch scoring.weight (1, 5, 1, 1) vs model (1, 4, 1, 1)"),
-    (lambda p: p["kwargs"].__setitem__("num_frames", 5), "shape mismatch scoring.weight"),
-    (lambda p: p.__setitem__("arch", "ddffnett"), "unknown model 'ddffnett'"),
-    (lambda p: p["kwargs"].__setitem__("colour", "red"), "accepted arguments"),
-    (lambda p: p["conventions"].__setitem__("depth_m", {"range": "fixed"}), "conventions differ"),
-    (lambda p: p.pop("state_dict"), "missing state_dict"),
-    (lambda p: p.__setitem__("format", "something.else"), "not a focaldepth model checkpoint"),
-])
+@pytest.mark.parametrize(
+    "tamper, expected",
+    [
+        (lambda p: p["state_dict"].pop("scoring.weight"), "missing scoring.weight"),
+        (
+            lambda p: p["state_dict"].__setitem__("extra_layer.weight", torch.zeros(3)),
+            "unexpected extra_layer.weight",
+        ),
+        (
+            lambda p: p["state_dict"].__setitem__("scoring.weight", torch.zeros(1, 5, 1, 1)),
+            "shape mismatch scoring.weight (1, 5, 1, 1) vs model (1, 4, 1, 1)",
+        ),
+        (lambda p: p["kwargs"].__setitem__("num_frames", 5), "shape mismatch scoring.weight"),
+        (lambda p: p.__setitem__("arch", "ddffnett"), "unknown model 'ddffnett'"),
+        (lambda p: p["kwargs"].__setitem__("colour", "red"), "accepted arguments"),
+        (
+            lambda p: p["conventions"].__setitem__("depth_mapping", {"range": "fixed"}),
+            "conventions differ",
+        ),
+        (lambda p: p.pop("state_dict"), "missing state_dict"),
+        (lambda p: p.__setitem__("format", "something.else"), "not a focaldepth model checkpoint"),
+    ],
+)
 def test_mismatched_checkpoint_fails_loudly(tmp_path, tamper, expected):
     _, path = saved(tmp_path)
     rewrite(path, tamper)

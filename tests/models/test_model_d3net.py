@@ -44,8 +44,10 @@ def test_mc_dropout_uncertainty(make_inputs):
     assert not model.training
     assert not any(m.training for m in model.modules() if isinstance(m, nn.Dropout))
     with torch.no_grad():
-        assert torch.equal(model(frames, focus_distance_m, camera)["depth_m"],
-                           model(frames, focus_distance_m, camera)["depth_m"])
+        assert torch.equal(
+            model(frames, focus_distance_m, camera)["depth_m"],
+            model(frames, focus_distance_m, camera)["depth_m"],
+        )
 
 
 def test_uncertainty_needs_mc_dropout_and_samples(make_inputs):
@@ -54,4 +56,5 @@ def test_uncertainty_needs_mc_dropout_and_samples(make_inputs):
         models.create("d3net_test").predict_with_uncertainty(frames, focus_distance_m, camera)
     with pytest.raises(UserError, match="samples must be"):
         models.create("d3net_test", mc_dropout=True).predict_with_uncertainty(
-            frames, focus_distance_m, camera, samples=1)
+            frames, focus_distance_m, camera, samples=1
+        )

@@ -59,7 +59,9 @@ def test_ddff_encoder_is_vgg16_bn():
 def test_each_cc_skip_widens_one_decoder_conv(level, width):
     """CC-N concatenates encoder block N (width w) into decoder level N: one 3x3 conv gains w
     input channels, i.e. 9 w^2 parameters."""
-    extra = models.parameter_count("ddffnet", skip=f"cc{level}") - models.parameter_count("ddffnet", skip="none")
+    extra = models.parameter_count("ddffnet", skip=f"cc{level}") - models.parameter_count(
+        "ddffnet", skip="none"
+    )
     assert extra == 9 * width * width
 
 
@@ -86,6 +88,7 @@ def test_d3net_encoder_is_densenet121_with_a_strided_stem():
 def defocusnet_authors() -> int:
     """The authors' AENet (dvl-tum/defocus-net, arch 1, 16 filters, 3 blocks, two steps, RGB +
     focus in, CoC + focus into step two), from its layer list: 3x3 convs with biases."""
+
     def conv(c_in, c_out):
         return 9 * c_in * c_out + c_out
 
@@ -93,7 +96,7 @@ def defocusnet_authors() -> int:
         f = 16
         total = conv(in_channels, f) + conv(f, f)
         for i in range(3):
-            total += 2 * conv(f * 2 ** i * 2, f * 2 ** i * 2)
+            total += 2 * conv(f * 2**i * 2, f * 2**i * 2)
         total += conv(f * 16, f * 16)  # bridge
         for i in range(4):
             width = f * 2 ** (3 - i)
@@ -105,8 +108,10 @@ def defocusnet_authors() -> int:
 
 def test_defocusnet_reduces_to_the_authors_network():
     assert defocusnet_authors() == 3_729_186
-    assert models.parameter_count("defocusnet", batch_norm=False,
-                                  depth_from_frames=False) == defocusnet_authors()
+    assert (
+        models.parameter_count("defocusnet", batch_norm=False, depth_from_frames=False)
+        == defocusnet_authors()
+    )
 
 
 @pytest.mark.parametrize("size_px", [224, 256])

@@ -43,8 +43,11 @@ def test_a_repeated_slice_changes_nothing(make_inputs):
     frames, focus_distance_m, camera = make_inputs(batch=1, slices=4)
     with torch.no_grad():
         out = model(frames, focus_distance_m, camera)["depth_m"]
-        repeated = model(torch.cat([frames, frames[:, 1:2]], 1),
-                         torch.cat([focus_distance_m, focus_distance_m[:, 1:2]], 1), camera)["depth_m"]
+        repeated = model(
+            torch.cat([frames, frames[:, 1:2]], 1),
+            torch.cat([focus_distance_m, focus_distance_m[:, 1:2]], 1),
+            camera,
+        )["depth_m"]
     torch.testing.assert_close(repeated, out, atol=1e-5, rtol=0)
 
 
@@ -62,12 +65,16 @@ def test_focus_channel_switch(name, make_inputs):
     """Without the channel, focus distances only set the output range: the normalised output
     does not move when the sweep is rescaled. With it, the network sees the focus distances."""
     frames, focus_distance_m, camera = make_inputs(batch=1, slices=4)
-    other_focus_m = focus_distance_m ** 1.7  # a different spacing of the same sweep
+    other_focus_m = focus_distance_m**1.7  # a different spacing of the same sweep
     for focus_channel in (False, True):
         model = models.create(name, focus_channel=focus_channel).eval()
         assert model.info.uses_focus_distance == focus_channel
         with torch.no_grad():
-            unit = unit_from_depth(model(frames, focus_distance_m, camera)["depth_m"], focus_distance_m)
-            unit_other = unit_from_depth(model(frames, other_focus_m, camera)["depth_m"], other_focus_m)
+            unit = unit_from_depth(
+                model(frames, focus_distance_m, camera)["depth_m"], focus_distance_m
+            )
+            unit_other = unit_from_depth(
+                model(frames, other_focus_m, camera)["depth_m"], other_focus_m
+            )
         moved = (unit - unit_other).abs().max().item()
         assert (moved > 1e-4) if focus_channel else (moved < 1e-5)

@@ -58,7 +58,13 @@ def test_output_range_grows_with_the_focus_seen(model, make_inputs):
 def test_init_state_and_detach(model, make_inputs):
     state = model.init_state(batch_size=2, height_px=32, width_px=64)
     assert [tuple(h.shape) for h in state.hidden] == [
-        (2, 4, 32, 64), (2, 4, 16, 32), (2, 8, 8, 16), (2, 8, 4, 8), (2, 8, 2, 4), (2, 8, 1, 2)]
+        (2, 4, 32, 64),
+        (2, 4, 16, 32),
+        (2, 8, 8, 16),
+        (2, 8, 4, 8),
+        (2, 8, 2, 4),
+        (2, 8, 1, 2),
+    ]
     frames, focus_distance_m, camera = make_inputs(batch=2, slices=1)
     _, state = model.step(frames[:, 0], focus_distance_m[:, 0], camera, None)
     assert any(h.requires_grad for h in state.hidden)

@@ -50,19 +50,25 @@ def test_unknown_name_lists_every_valid_name():
 
 
 def test_unknown_argument_lists_accepted_ones():
-    with pytest.raises(UserError, match=r"model 'poolnet_test': .*'colour'.*accepted arguments: "
-                                        r"enc_channels, dec_channels, final_channels, focus_channel"):
+    with pytest.raises(
+        UserError,
+        match=r"model 'poolnet_test': .*'colour'.*accepted arguments: "
+        r"enc_channels, dec_channels, final_channels, focus_channel",
+    ):
         models.create("poolnet_test", colour="red")
 
 
-@pytest.mark.parametrize("name, kwargs, match", [
-    ("lstm_ddff_test", {"variant": "gru"}, "variant must be one of 'fc', 'stacking'"),
-    ("ddffnet_test", {"skip": "cc9"}, "skip must be one of"),
-    ("ddffnet_test", {"num_frames": 0}, "num_frames must be a positive integer"),
-    ("poolnet_test", {"depth_range_m": (2.0, 1.0)}, "0 < near < far"),
-    ("d3net_test", {"dropout_p": 1.5}, "dropout_p must be in"),
-    ("lstm_ddff_test", {"image_size_px": (48, 48)}, "multiples of 32"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, match",
+    [
+        ("lstm_ddff_test", {"variant": "gru"}, "variant must be one of 'fc', 'stacking'"),
+        ("ddffnet_test", {"skip": "cc9"}, "skip must be one of"),
+        ("ddffnet_test", {"num_frames": 0}, "num_frames must be a positive integer"),
+        ("poolnet_test", {"depth_range_m": (2.0, 1.0)}, "0 < near < far"),
+        ("d3net_test", {"dropout_p": 1.5}, "dropout_p must be in"),
+        ("lstm_ddff_test", {"image_size_px": (48, 48)}, "multiples of 32"),
+    ],
+)
 def test_bad_argument_values_are_user_errors(name, kwargs, match):
     with pytest.raises(UserError, match=match):
         models.create(name, **kwargs)

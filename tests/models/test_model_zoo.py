@@ -12,8 +12,13 @@ from focaldepth.models.base import ModelInfo
 
 TEST_VARIANTS = models.list_models(test_variants=True)
 #: Encoder-decoder models that take coc_decoder=True (DefocusNet predicts CoC natively).
-COC_DECODER_MODELS = ["ddffnet_test", "lstm_ddff_test", "recurrent_ae_test", "poolnet_test",
-                      "d3net_test"]
+COC_DECODER_MODELS = [
+    "ddffnet_test",
+    "lstm_ddff_test",
+    "recurrent_ae_test",
+    "poolnet_test",
+    "d3net_test",
+]
 
 
 def output_loss(out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -91,8 +96,12 @@ def test_coc_decoder_is_a_second_head_on_the_shared_encoder(name, make_inputs, s
     assert (coc_px >= 0).all() and torch.isfinite(coc_px).all()
     coc_px.mean().backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    assert all(g is not None for n, g in grads.items() if n.startswith("coc_")), "CoC head unreached"
-    assert all(grads[n] is None for n in grads if n.startswith("decoder.")), \
+    assert all(g is not None for n, g in grads.items() if n.startswith("coc_")), (
+        "CoC head unreached"
+    )
+    assert all(grads[n] is None for n in grads if n.startswith("decoder.")), (
         "the depth decoder must not feed the CoC output"
-    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("encoder")), \
-        "the CoC loss must train the shared encoder"
+    )
+    assert any(
+        g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("encoder")
+    ), "the CoC loss must train the shared encoder"

@@ -17,13 +17,17 @@ def zoo_rows(include_tests: bool = False) -> list[dict]:
         with torch.device("meta"):
             model = models.create(name)
         info = model.info
-        rows.append({"name": name,
-                     "parameters": sum(p.numel() for p in model.parameters()),
-                     "consumes": info.consumes,
-                     "uses_focus_distance": info.uses_focus_distance,
-                     "uses_camera": info.uses_camera,
-                     "paper": info.paper,
-                     "summary": models.get_spec(name).summary})
+        rows.append(
+            {
+                "name": name,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "consumes": info.consumes,
+                "uses_focus_distance": info.uses_focus_distance,
+                "uses_camera": info.uses_camera,
+                "paper": info.paper,
+                "summary": models.get_spec(name).summary,
+            }
+        )
     return rows
 
 
@@ -33,13 +37,24 @@ def print_zoo(include_tests: bool = False) -> None:
     from rich.table import Table
 
     table = Table(title="focaldepth model zoo (random initialisation; nothing is downloaded)")
-    for column, justify in (("name", "left"), ("parameters", "right"), ("consumes", "left"),
-                            ("focus", "center"), ("camera", "center"), ("paper", "left")):
+    for column, justify in (
+        ("name", "left"),
+        ("parameters", "right"),
+        ("consumes", "left"),
+        ("focus", "center"),
+        ("camera", "center"),
+        ("paper", "left"),
+    ):
         table.add_column(column, justify=justify, overflow="fold")
     for row in zoo_rows(include_tests):
-        table.add_row(row["name"], f"{row['parameters']:,}", row["consumes"],
-                      "yes" if row["uses_focus_distance"] else "no",
-                      "yes" if row["uses_camera"] else "no", row["paper"])
+        table.add_row(
+            row["name"],
+            f"{row['parameters']:,}",
+            row["consumes"],
+            "yes" if row["uses_focus_distance"] else "no",
+            "yes" if row["uses_camera"] else "no",
+            row["paper"],
+        )
     Console().print(table)
 
 

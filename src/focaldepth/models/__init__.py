@@ -18,9 +18,14 @@ import importlib
 import pkgutil
 
 from focaldepth.models.base import DepthModel, ModelInfo
-from focaldepth.models.registry import (create, get_spec, list_models, parameter_count,
-                                        register_model)
 from focaldepth.models.checkpoint import load, read_checkpoint, save
+from focaldepth.models.registry import (
+    create,
+    get_spec,
+    list_models,
+    parameter_count,
+    register_model,
+)
 
 # Every module of this package that defines models registers them when imported (the zoo's
 # architectures and any other, e.g. the project's own SweepNet), so import them all.
@@ -29,5 +34,15 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _NOT_ARCHITECTURES and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DepthModel", "ModelInfo", "create", "get_spec", "list_models", "load",
-           "parameter_count", "read_checkpoint", "register_model", "save"]
+__all__ = [
+    "DepthModel",
+    "ModelInfo",
+    "create",
+    "get_spec",
+    "list_models",
+    "load",
+    "parameter_count",
+    "read_checkpoint",
+    "register_model",
+    "save",
+]

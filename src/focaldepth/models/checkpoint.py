@@ -33,10 +33,10 @@ def input_conventions(model: DepthModel) -> dict:
     """The conventions every model shares, plus the model's own (``model.conventions()``)."""
     conventions = {
         "frames": "(B, S, C, H, W) float in [0, 1], RGB, frames in capture order, the last "
-                  "frame is the reference view",
+        "frame is the reference view",
         "focus_distance_m": "(B, S) focus distance of each frame in metres",
         "camera": "(B, 3) = [focal_length_m, f_number, pixel_pitch_m] "
-                  "(focaldepth.models.base.camera_tensor)",
+        "(focaldepth.models.base.camera_tensor)",
         "depth_m": "(B, 1, H, W) metres",
     }
     own = getattr(model, "conventions", None)
@@ -57,8 +57,10 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(item, f"{where}[{i}]")
     elif not (type(value) in _SAFE_SCALARS or isinstance(value, torch.Tensor)):
         # Exact types: subclasses (numpy floats, TorchVersion...) would need unpickling code.
-        raise UserError(f"checkpoint {where}: {type(value).__name__} is not plain data "
-                        f"(use str, int, float, bool, None, tensors, lists and dicts)")
+        raise UserError(
+            f"checkpoint {where}: {type(value).__name__} is not plain data "
+            f"(use str, int, float, bool, None, tensors, lists and dicts)"
+        )
 
 
 def save(model: DepthModel, path: str | os.PathLike, **extra: Any) -> Path:
@@ -68,8 +70,11 @@ def save(model: DepthModel, path: str | os.PathLike, **extra: Any) -> Path:
     path = Path(path)
     arch = getattr(model, "arch_name", None)
     if arch is None:
-        raise UserError("cannot save a model that was not built by focaldepth.models.create "
-                        "(the checkpoint could not say how to rebuild it)", path)
+        raise UserError(
+            "cannot save a model that was not built by focaldepth.models.create "
+            "(the checkpoint could not say how to rebuild it)",
+            path,
+        )
     _check_plain(model.arch_kwargs, "kwargs")
     _check_plain(extra, "extra")
     payload = {
@@ -101,7 +106,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise UserError("no such checkpoint file", path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
+    except Exception as error:  # noqa: BLE001 -- torch raises many types for a bad file
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         # weights_only failures put the useful line ("Unsupported global ...") mid-message.
         useful = [line for line in lines if "Unsupported global" in line]
@@ -109,25 +114,31 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise UserError(f"not a readable focaldepth checkpoint ({reason})", path) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise UserError(f"not a focaldepth model checkpoint (format {found!r}, expected {FORMAT!r})",
-                        path)
+        raise UserError(
+            f"not a focaldepth model checkpoint (format {found!r}, expected {FORMAT!r})", path
+        )
     missing = [key for key in _REQUIRED_KEYS if key not in payload]
     if missing:
         raise UserError(f"checkpoint is missing {', '.join(missing)}", path)
     return payload
 
 
-def _describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor],
-                       limit: int = 5) -> str:
+def _describe_mismatch(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], limit: int = 5
+) -> str:
     """One line naming the missing, unexpected and mis-shaped tensors (first few of each)."""
+
     def listed(names: list[str]) -> str:
         more = f" and {len(names) - limit} more" if len(names) > limit else ""
         return ", ".join(names[:limit]) + more
 
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    shapes = sorted(f"{k} {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
-                    for k in set(expected) & set(found) if found[k].shape != expected[k].shape)
+    shapes = sorted(
+        f"{k} {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(found)
+        if found[k].shape != expected[k].shape
+    )
     parts = []
     if missing:
         parts.append(f"missing {listed(missing)}")
@@ -154,9 +165,15 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> D
     model.load_state_dict(state, strict=True)
     conventions = input_conventions(model)
     if payload["conventions"] != conventions:
-        changed = sorted(k for k in set(conventions) | set(payload["conventions"])
-                         if conventions.get(k) != payload["conventions"].get(k))
-        raise UserError(f"the checkpoint's input/output conventions differ from this focaldepth "
-                        f"version's for {', '.join(changed)} (saved with focaldepth "
-                        f"{payload.get('focaldepth_version')}); refusing to reinterpret them", path)
+        changed = sorted(
+            k
+            for k in set(conventions) | set(payload["conventions"])
+            if conventions.get(k) != payload["conventions"].get(k)
+        )
+        raise UserError(
+            f"the checkpoint's input/output conventions differ from this focaldepth "
+            f"version's for {', '.join(changed)} (saved with focaldepth "
+            f"{payload.get('focaldepth_version')}); refusing to reinterpret them",
+            path,
+        )
     return model.to(map_location).eval()

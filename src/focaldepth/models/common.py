@@ -8,7 +8,7 @@ distance input channel, conv/BN/activation layers and weight initialisation.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,9 @@ def depth_from_unit_fixed(unit: torch.Tensor, depth_range_m: tuple[float, float]
     return 1.0 / (low_dpt + unit.clamp(0, 1) * (high_dpt - low_dpt))
 
 
-def focus_unit_channel(focus_distance_m: torch.Tensor, height_px: int, width_px: int) -> torch.Tensor:
+def focus_unit_channel(
+    focus_distance_m: torch.Tensor, height_px: int, width_px: int
+) -> torch.Tensor:
     """The focus-distance input channel ``(B, S, 1, H, W)``: each frame's focus distance as its
     position on the stack's own output scale, ``base.unit_from_depth(F_s, stack)``, i.e. inverse
     focus normalised by the stack's dioptric range widened by 25 % on each side (nearest focus
@@ -93,9 +95,18 @@ def activation(kind: str) -> nn.Module:
     raise ValueError(f"unknown activation {kind!r}")
 
 
-def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                padding: int | None = None, batch_norm: bool = True, act: str | None = "relu",
-                transpose: bool = False, bn_eps: float = 1e-5, bias: bool | None = None) -> nn.Sequential:
+def conv_bn_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int | None = None,
+    batch_norm: bool = True,
+    act: str | None = "relu",
+    transpose: bool = False,
+    bn_eps: float = 1e-5,
+    bias: bool | None = None,
+) -> nn.Sequential:
     """Convolution (or transposed convolution), optional BatchNorm, optional activation. The
     conv has no bias when BatchNorm follows (the BN shift makes it redundant)."""
     if padding is None:
@@ -103,8 +114,9 @@ def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, strid
     if bias is None:
         bias = not batch_norm
     conv_type = nn.ConvTranspose2d if transpose else nn.Conv2d
-    layers: list[nn.Module] = [conv_type(in_channels, out_channels, kernel_size, stride=stride,
-                                         padding=padding, bias=bias)]
+    layers: list[nn.Module] = [
+        conv_type(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+    ]
     if batch_norm:
         layers.append(nn.BatchNorm2d(out_channels, eps=bn_eps))
     if act is not None:
@@ -114,7 +126,7 @@ def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 3, strid
 
 def init_weights(module: nn.Module) -> None:
     """He-normal convolutions and linear layers, zero biases, unit BatchNorm: the seed code's
-    initialisation (minus its N(0,1) BatchNorm weights, which we found needlessly noisy)."""
+    initialisation, except that it drew BatchNorm weights from N(0, 1) (we keep PyTorch's 1)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
@@ -141,8 +153,9 @@ class ZooModel(DepthModel):
 
     Subclasses set ``in_channels`` (colour channels per frame), ``size_multiple_px`` (H and W
     must be multiples of it), optionally ``num_frames`` (fixed stack size) and
-    ``image_size_px`` (fixed H, W), and ``depth_range_m`` (None: map the normalised output over
-    the stack's swept range with :func:`base.depth_from_unit`; a pair: a fixed metric range).
+    ``image_size_px`` (fixed H, W), ``focus_channel`` (frames get :func:`focus_unit_channel`
+    appended) and ``depth_range_m`` (None: map the normalised output over the stack's swept
+    range with :func:`base.depth_from_unit`; a pair: a fixed metric range).
     """
 
     in_channels: int = 3
@@ -150,22 +163,30 @@ class ZooModel(DepthModel):
     num_frames: int | None = None
     image_size_px: tuple[int, int] | None = None
     depth_range_m: tuple[float, float] | None = None
+    focus_channel: bool = False
 
-    def check(self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor) -> None:
+    def check(
+        self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor
+    ) -> None:
         """Raise ValueError with the expected layout when the inputs do not fit this model."""
         check_inputs(frames, focus_distance_m, camera, self.num_frames)
         channels, height, width = frames.shape[2:]
         if channels != self.in_channels:
-            raise ValueError(f"frames: this model takes {self.in_channels} channels per frame, "
-                             f"got {channels}")
+            raise ValueError(
+                f"frames: this model takes {self.in_channels} channels per frame, got {channels}"
+            )
         if self.image_size_px is not None and (height, width) != tuple(self.image_size_px):
-            raise ValueError(f"frames: this model takes exactly H x W = {self.image_size_px[0]} x "
-                             f"{self.image_size_px[1]} px (fixed by its fully connected layers), "
-                             f"got {height} x {width}")
+            raise ValueError(
+                f"frames: this model takes exactly H x W = {self.image_size_px[0]} x "
+                f"{self.image_size_px[1]} px (fixed by its fully connected layers), "
+                f"got {height} x {width}"
+            )
         multiple = self.size_multiple_px
         if height % multiple or width % multiple:
-            raise ValueError(f"frames: H and W must be multiples of {multiple} px for this model, "
-                             f"got {height} x {width}")
+            raise ValueError(
+                f"frames: H and W must be multiples of {multiple} px for this model, "
+                f"got {height} x {width}"
+            )
 
     def depth_from_unit(self, unit: torch.Tensor, focus_distance_m: torch.Tensor) -> torch.Tensor:
         """Metric depth from the network's normalised output in [0, 1]."""
@@ -176,17 +197,28 @@ class ZooModel(DepthModel):
     def depth_output_convention(self) -> dict:
         """How the normalised output becomes metres (stored in checkpoints)."""
         if self.depth_range_m is not None:
-            return {"unit": "sigmoid in [0, 1], 0 = far, 1 = near, linear in inverse depth",
-                    "range": "fixed", "depth_range_m": list(self.depth_range_m)}
-        return {"unit": "sigmoid in [0, 1], 0 = far, 1 = near, linear in inverse depth",
-                "range": "focus distances of the stack, widened on each side",
-                "margin": STACK_RANGE_MARGIN, "function": "focaldepth.models.base.depth_from_unit"}
+            return {
+                "unit": "sigmoid in [0, 1], 0 = far, 1 = near, linear in inverse depth",
+                "range": "fixed",
+                "depth_range_m": list(self.depth_range_m),
+            }
+        return {
+            "unit": "sigmoid in [0, 1], 0 = far, 1 = near, linear in inverse depth",
+            "range": "focus distances of the stack, widened on each side",
+            "margin": STACK_RANGE_MARGIN,
+            "function": "focaldepth.models.base.depth_from_unit",
+        }
 
     def conventions(self) -> dict:
         """Model-specific input conventions (merged into the checkpoint's conventions)."""
-        conventions: dict = {"in_channels": self.in_channels,
-                             "size_multiple_px": self.size_multiple_px,
-                             "depth_m": self.depth_output_convention()}
+        conventions: dict = {
+            "in_channels": self.in_channels,
+            "size_multiple_px": self.size_multiple_px,
+            "depth_mapping": self.depth_output_convention(),
+            "focus_channel": (
+                "focaldepth.models.common.focus_unit_channel" if self.focus_channel else None
+            ),
+        }
         if self.num_frames is not None:
             conventions["num_frames"] = self.num_frames
         if self.image_size_px is not None:

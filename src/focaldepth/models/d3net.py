@@ -28,8 +28,8 @@ ICIP model; their multitask variant uses 3x3).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,13 @@ from torch import nn
 
 from focaldepth.errors import UserError
 from focaldepth.models.base import ModelInfo
-from focaldepth.models.common import (ZooModel, check_depth_range, coc_px_from_logits, init_weights,
-                                      positive_ints)
+from focaldepth.models.common import (
+    ZooModel,
+    check_depth_range,
+    coc_px_from_logits,
+    init_weights,
+    positive_ints,
+)
 from focaldepth.models.registry import register_model
 
 D3NET_PAPER = "Carvalho et al., ECCV Workshops 2018"
@@ -52,41 +57,60 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth_rate: int, bn_size: int):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(inplace=True),
             nn.Conv2d(in_channels, bn_size * growth_rate, 1, bias=False),
-            nn.BatchNorm2d(bn_size * growth_rate), nn.ReLU(inplace=True),
-            nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False))
+            nn.BatchNorm2d(bn_size * growth_rate),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, self.layers(x)], dim=1)
 
 
 def dense_block(in_channels: int, num_layers: int, growth_rate: int, bn_size: int) -> nn.Sequential:
-    return nn.Sequential(*(DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size)
-                           for i in range(num_layers)))
+    return nn.Sequential(
+        *(
+            DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size)
+            for i in range(num_layers)
+        )
+    )
 
 
 def transition(in_channels: int, out_channels: int) -> nn.Sequential:
     """DenseNet transition without its pooling (the pooled output feeds the next block, the
     un-pooled one is the decoder's skip)."""
-    return nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-                         nn.Conv2d(in_channels, out_channels, 1, bias=False))
+    return nn.Sequential(
+        nn.BatchNorm2d(in_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+    )
 
 
 class DenseNetEncoder(nn.Module):
     """DenseNet-121-style encoder. ``forward`` returns the bottleneck (H/32) and the skips
     [stem (H/2), transition 1 (H/4), 2 (H/8), 3 (H/16)]."""
 
-    def __init__(self, in_channels: int = 3, growth_rate: int = 32,
-                 block_config: Sequence[int] = (6, 12, 24, 16), num_init_features: int = 64,
-                 bn_size: int = 4):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        growth_rate: int = 32,
+        block_config: Sequence[int] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+    ):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(num_init_features), nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
+            nn.BatchNorm2d(num_init_features),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+        )
         self.stem_down = nn.Sequential(
             nn.Conv2d(num_init_features, num_init_features, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(num_init_features), nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
+            nn.BatchNorm2d(num_init_features),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+        )
         self.blocks = nn.ModuleList()
         self.transitions = nn.ModuleList()
         self.skip_channels = [num_init_features]
@@ -134,13 +158,20 @@ class UpBlock(nn.Module):
 class D3Decoder(nn.Module):
     """Five up-sampling blocks with skip concatenation, then a 3x3 conv to one logit."""
 
-    def __init__(self, bottleneck_channels: int, skip_channels: Sequence[int],
-                 widths: Sequence[int], dropout: float):
+    def __init__(
+        self,
+        bottleneck_channels: int,
+        skip_channels: Sequence[int],
+        widths: Sequence[int],
+        dropout: float,
+    ):
         super().__init__()
         ins = [bottleneck_channels] + [w + s for w, s in zip(widths[:-1], reversed(skip_channels))]
         # Dropout in the two coarsest blocks, as the authors' use_dropout.
-        self.blocks = nn.ModuleList(UpBlock(c_in, w, dropout if i < 2 else 0.0)
-                                    for i, (c_in, w) in enumerate(zip(ins, widths)))
+        self.blocks = nn.ModuleList(
+            UpBlock(c_in, w, dropout if i < 2 else 0.0)
+            for i, (c_in, w) in enumerate(zip(ins, widths))
+        )
         self.last = nn.Conv2d(widths[-1], 1, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -150,8 +181,13 @@ class D3Decoder(nn.Module):
         return self.last(x)
 
 
-@register_model("d3net_test", growth_rate=8, block_config=(2, 2, 2, 2), num_init_features=16,
-                decoder_channels=(16, 16, 8, 8, 8))
+@register_model(
+    "d3net_test",
+    growth_rate=8,
+    block_config=(2, 2, 2, 2),
+    num_init_features=16,
+    decoder_channels=(16, 16, 8, 8, 8),
+)
 @register_model("d3net")
 class D3Net(ZooModel):
     """D3-Net (Carvalho et al. 2018): DenseNet-121 encoder, up-sampling decoder with skips,
@@ -159,35 +195,48 @@ class D3Net(ZooModel):
     ``coc_decoder=True`` adds a second decoder predicting the CoC map of that frame
     (``"coc_px"`` of shape (B, 1, 1, H, W)). See the module docstring for details."""
 
-    info = ModelInfo(consumes="single", uses_focus_distance=False, uses_camera=False,
-                     paper=D3NET_PAPER)
+    info = ModelInfo(
+        consumes="single", uses_focus_distance=False, uses_camera=False, paper=D3NET_PAPER
+    )
     size_multiple_px = 32
 
-    def __init__(self, growth_rate: int = 32, block_config: Sequence[int] = (6, 12, 24, 16),
-                 num_init_features: int = 64, bn_size: int = 4,
-                 decoder_channels: Sequence[int] | None = None, mc_dropout: bool = False,
-                 dropout_p: float = 0.5, coc_decoder: bool = False,
-                 depth_range_m: Sequence[float] | None = (0.3, 10.0)):
+    def __init__(
+        self,
+        growth_rate: int = 32,
+        block_config: Sequence[int] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        decoder_channels: Sequence[int] | None = None,
+        mc_dropout: bool = False,
+        dropout_p: float = 0.5,
+        coc_decoder: bool = False,
+        depth_range_m: Sequence[float] | None = (0.3, 10.0),
+    ):
         super().__init__()
         block_config = positive_ints("block_config", block_config, length=4)
         if not 0.0 < dropout_p < 1.0:
             raise UserError(f"dropout_p must be in (0, 1), got {dropout_p!r}")
         self.mc_dropout = bool(mc_dropout)
         self.depth_range_m = check_depth_range(depth_range_m)
-        self.encoder = DenseNetEncoder(self.in_channels, growth_rate, block_config,
-                                       num_init_features, bn_size)
+        self.encoder = DenseNetEncoder(
+            self.in_channels, growth_rate, block_config, num_init_features, bn_size
+        )
         bottleneck = self.encoder.out_channels
         if decoder_channels is None:  # the authors' halving widths: 512, 256, 128, 64, 64
             decoder_channels = tuple(max(bottleneck >> k, 1) for k in (1, 2, 3, 4, 4))
         decoder_channels = positive_ints("decoder_channels", decoder_channels, length=5)
         dropout = dropout_p if self.mc_dropout else 0.0
         self.decoder = D3Decoder(bottleneck, self.encoder.skip_channels, decoder_channels, dropout)
-        self.coc_decoder = (D3Decoder(bottleneck, self.encoder.skip_channels, decoder_channels, dropout)
-                            if coc_decoder else None)
+        self.coc_decoder = (
+            D3Decoder(bottleneck, self.encoder.skip_channels, decoder_channels, dropout)
+            if coc_decoder
+            else None
+        )
         init_weights(self)
 
-    def forward(self, frames: torch.Tensor, focus_distance_m: torch.Tensor,
-                camera: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         self.check(frames, focus_distance_m, camera)
         bottleneck, skips = self.encoder(frames[:, -1])
         unit = torch.sigmoid(self.decoder(bottleneck, skips))
@@ -211,8 +260,13 @@ class D3Net(ZooModel):
                 m.training = mode
 
     @torch.no_grad()
-    def predict_with_uncertainty(self, frames: torch.Tensor, focus_distance_m: torch.Tensor,
-                                 camera: torch.Tensor, samples: int = 16) -> dict[str, torch.Tensor]:
+    def predict_with_uncertainty(
+        self,
+        frames: torch.Tensor,
+        focus_distance_m: torch.Tensor,
+        camera: torch.Tensor,
+        samples: int = 16,
+    ) -> dict[str, torch.Tensor]:
         """Monte-Carlo dropout (Gal & Ghahramani 2016; the paper's Bayesian variant): ``samples``
         stochastic passes with dropout on and BatchNorm frozen. Returns ``"depth_m"`` (mean,
         (B, 1, H, W)) and ``"depth_std_m"`` (per-pixel standard deviation in metres)."""
@@ -221,8 +275,9 @@ class D3Net(ZooModel):
         if not (isinstance(samples, int) and samples >= 2):
             raise UserError(f"samples must be an integer >= 2, got {samples!r}")
         with self._dropout_active():
-            depths = torch.stack([self(frames, focus_distance_m, camera)["depth_m"]
-                                  for _ in range(samples)])
+            depths = torch.stack(
+                [self(frames, focus_distance_m, camera)["depth_m"] for _ in range(samples)]
+            )
         return {"depth_m": depths.mean(dim=0), "depth_std_m": depths.std(dim=0)}
 
     def conventions(self) -> dict:

@@ -25,15 +25,22 @@ Deviations from the paper / the authors' PyTorch code (soyers/ddff-pytorch):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from focaldepth.errors import UserError
 from focaldepth.models.base import ModelInfo
-from focaldepth.models.common import (ZooModel, check_choice, check_depth_range, coc_px_from_logits,
-                                      conv_bn_act, init_weights, positive_ints)
+from focaldepth.models.common import (
+    ZooModel,
+    check_choice,
+    check_depth_range,
+    coc_px_from_logits,
+    conv_bn_act,
+    init_weights,
+    positive_ints,
+)
 from focaldepth.models.registry import register_model
 
 DDFF_PAPER = "Hazirbas et al., ACCV 2018"
@@ -53,8 +60,13 @@ class VGGEncoder(nn.Module):
     """VGG16-BN feature extractor: block L = ``layers[L]`` 3x3 conv-BN-ReLU at width
     ``widths[L]``, then 2x2 max-pool; optional dropout after pools 3-5 (DDFF)."""
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = VGG16_WIDTHS,
-                 layers: Sequence[int] = VGG16_LAYERS, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        widths: Sequence[int] = VGG16_WIDTHS,
+        layers: Sequence[int] = VGG16_LAYERS,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.widths = tuple(widths)
         blocks = []
@@ -68,8 +80,9 @@ class VGGEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.MaxPool2d(2, stride=2)
         # DDFF drops out after pool3, pool4 and pool5 only.
-        self.dropouts = nn.ModuleList(nn.Dropout(dropout if level >= 2 else 0.0)
-                                      for level in range(len(self.widths)))
+        self.dropouts = nn.ModuleList(
+            nn.Dropout(dropout if level >= 2 else 0.0) for level in range(len(self.widths))
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns the pooled bottleneck ``(N, widths[-1], H/32, W/32)`` and each block's
@@ -88,8 +101,14 @@ class VGGDecoder(nn.Module):
     the last narrows to the next level's width; the very last conv outputs ``out_channels``
     logits (no BN/ReLU)."""
 
-    def __init__(self, out_channels: int = 1, widths: Sequence[int] = VGG16_WIDTHS,
-                 layers: Sequence[int] = VGG16_LAYERS, skip: str = "cc3", dropout: float = 0.0):
+    def __init__(
+        self,
+        out_channels: int = 1,
+        widths: Sequence[int] = VGG16_WIDTHS,
+        layers: Sequence[int] = VGG16_LAYERS,
+        skip: str = "cc3",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.widths = tuple(widths)
         self.skip_level = skip_level(skip)
@@ -100,7 +119,9 @@ class VGGDecoder(nn.Module):
         for level in reversed(range(levels)):  # 0-based level, coarse to fine
             width = self.widths[level]
             next_width = self.widths[level - 1] if level > 0 else None
-            self.upconvs.append(nn.ConvTranspose2d(width, width, 4, stride=2, padding=1, bias=False))
+            self.upconvs.append(
+                nn.ConvTranspose2d(width, width, 4, stride=2, padding=1, bias=False)
+            )
             in_width = width + (width if self.skip_level == level + 1 else 0)
             convs: list[nn.Module] = []
             for i in range(layers[level]):
@@ -108,7 +129,9 @@ class VGGDecoder(nn.Module):
                 if last and next_width is None:
                     convs.append(nn.Conv2d(in_width, out_channels, 3, padding=1))
                 else:
-                    convs.append(conv_bn_act(in_width, next_width if last else width, bn_eps=VGG_BN_EPS))
+                    convs.append(
+                        conv_bn_act(in_width, next_width if last else width, bn_eps=VGG_BN_EPS)
+                    )
                 in_width = width
             self.levels.append(nn.Sequential(*convs))
             self.dropouts.append(nn.Dropout(dropout if level >= 2 else 0.0))
@@ -133,13 +156,20 @@ class DDFFNet(ZooModel):
     slice's CoC map (``"coc_px"``, the seed's CoC extension). See the module docstring for the
     parameter count and deviations."""
 
-    info = ModelInfo(consumes="stack_fixed", uses_focus_distance=False, uses_camera=False,
-                     paper=DDFF_PAPER)
+    info = ModelInfo(
+        consumes="stack_fixed", uses_focus_distance=False, uses_camera=False, paper=DDFF_PAPER
+    )
     size_multiple_px = 32
 
-    def __init__(self, num_frames: int = 4, widths: Sequence[int] = VGG16_WIDTHS, skip: str = "cc3",
-                 dropout: float = 0.5, coc_decoder: bool = False,
-                 depth_range_m: Sequence[float] | None = None):
+    def __init__(
+        self,
+        num_frames: int = 4,
+        widths: Sequence[int] = VGG16_WIDTHS,
+        skip: str = "cc3",
+        dropout: float = 0.5,
+        coc_decoder: bool = False,
+        depth_range_m: Sequence[float] | None = None,
+    ):
         super().__init__()
         if not isinstance(num_frames, int) or num_frames < 1:
             raise UserError(f"num_frames must be a positive integer, got {num_frames!r}")
@@ -148,13 +178,16 @@ class DDFFNet(ZooModel):
         self.depth_range_m = check_depth_range(depth_range_m)
         self.encoder = VGGEncoder(self.in_channels, widths, dropout=dropout)
         self.decoder = VGGDecoder(1, widths, skip=skip, dropout=dropout)
-        self.coc_decoder = VGGDecoder(1, widths, skip=skip, dropout=dropout) if coc_decoder else None
+        self.coc_decoder = (
+            VGGDecoder(1, widths, skip=skip, dropout=dropout) if coc_decoder else None
+        )
         # DDFF's scoring layer: a bias-free 1x1 conv over the stacked per-slice outputs.
         self.scoring = nn.Conv2d(num_frames, 1, kernel_size=1, bias=False)
         init_weights(self)
 
-    def forward(self, frames: torch.Tensor, focus_distance_m: torch.Tensor,
-                camera: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         self.check(frames, focus_distance_m, camera)
         batch, slices, _, height, width = frames.shape
         bottleneck, skips = self.encoder(frames.flatten(0, 1))

@@ -30,15 +30,21 @@ ImageNet VGG weights; no dropout by default (the seed trained with dropout 0).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from focaldepth.errors import UserError
 from focaldepth.models.base import ModelInfo
-from focaldepth.models.common import (ZooModel, check_choice, check_depth_range, coc_px_from_logits,
-                                      init_weights, positive_ints)
+from focaldepth.models.common import (
+    ZooModel,
+    check_choice,
+    check_depth_range,
+    coc_px_from_logits,
+    init_weights,
+    positive_ints,
+)
 from focaldepth.models.ddff import VGG16_WIDTHS, VGGDecoder, VGGEncoder, skip_level
 from focaldepth.models.registry import register_model
 
@@ -91,28 +97,43 @@ class LSTMDDFF(ZooModel):
     ``coc_decoder=True`` adds a second decoder predicting each slice's CoC from that slice's
     encoding. See the module docstring for parameter counts and deviations."""
 
-    info = ModelInfo(consumes="stack_any", uses_focus_distance=False, uses_camera=False,
-                     paper=LSTM_DDFF_PAPER)
+    info = ModelInfo(
+        consumes="stack_any", uses_focus_distance=False, uses_camera=False, paper=LSTM_DDFF_PAPER
+    )
     size_multiple_px = DOWNSAMPLING
 
-    def __init__(self, variant: str = "fc", image_size_px: Sequence[int] = (256, 256),
-                 widths: Sequence[int] = VGG16_WIDTHS, lstm_hidden: int = 2048,
-                 lstm_layers: int | None = None, skip: str = "cc3", skip_source: str = "last",
-                 num_frames: int | None = None, dropout: float = 0.0, coc_decoder: bool = False,
-                 depth_range_m: Sequence[float] | None = None):
+    def __init__(
+        self,
+        variant: str = "fc",
+        image_size_px: Sequence[int] = (256, 256),
+        widths: Sequence[int] = VGG16_WIDTHS,
+        lstm_hidden: int = 2048,
+        lstm_layers: int | None = None,
+        skip: str = "cc3",
+        skip_source: str = "last",
+        num_frames: int | None = None,
+        dropout: float = 0.0,
+        coc_decoder: bool = False,
+        depth_range_m: Sequence[float] | None = None,
+    ):
         super().__init__()
         check_choice("variant", variant, VARIANTS)
         check_choice("skip_source", skip_source, SKIP_SOURCES)
         widths = positive_ints("widths", widths, length=5)
         height, width = positive_ints("image_size_px", image_size_px, length=2)
         if height % DOWNSAMPLING or width % DOWNSAMPLING:
-            raise UserError(f"image_size_px must be multiples of {DOWNSAMPLING}, got {image_size_px!r}")
+            raise UserError(
+                f"image_size_px must be multiples of {DOWNSAMPLING}, got {image_size_px!r}"
+            )
         if skip_source == "conv" and not (isinstance(num_frames, int) and num_frames > 0):
-            raise UserError("skip_source='conv' reduces the skips of a fixed number of slices: "
-                            "set num_frames")
+            raise UserError(
+                "skip_source='conv' reduces the skips of a fixed number of slices: set num_frames"
+            )
         if skip_source == "last" and num_frames is not None:
-            raise UserError("num_frames only applies to skip_source='conv' (with 'last' any "
-                            "number of slices works)")
+            raise UserError(
+                "num_frames only applies to skip_source='conv' (with 'last' any "
+                "number of slices works)"
+            )
         self.variant, self.skip_source = variant, skip_source
         self.image_size_px = (height, width)
         self.num_frames = num_frames
@@ -133,10 +154,14 @@ class LSTMDDFF(ZooModel):
             skip_channels = widths[self.skip_level - 1]
             self.skip_reduce = nn.Conv2d(num_frames * skip_channels, skip_channels, 1, bias=False)
         self.decoder = VGGDecoder(1, widths, skip=skip, dropout=dropout)
-        self.coc_decoder = VGGDecoder(1, widths, skip=skip, dropout=dropout) if coc_decoder else None
+        self.coc_decoder = (
+            VGGDecoder(1, widths, skip=skip, dropout=dropout) if coc_decoder else None
+        )
         init_weights(self)
 
-    def _decoder_skips(self, skips: list[torch.Tensor], batch: int, slices: int) -> list[torch.Tensor]:
+    def _decoder_skips(
+        self, skips: list[torch.Tensor], batch: int, slices: int
+    ) -> list[torch.Tensor]:
         """Per-level skip inputs of the depth decoder: the last slice's features, or a 1x1 conv
         over all slices' features (only the level the decoder uses is reduced)."""
         reduced = []
@@ -148,8 +173,9 @@ class LSTMDDFF(ZooModel):
                 reduced.append(per_slice[:, -1])
         return reduced
 
-    def forward(self, frames: torch.Tensor, focus_distance_m: torch.Tensor,
-                camera: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         self.check(frames, focus_distance_m, camera)
         batch, slices, _, height, width = frames.shape
         bottleneck, skips = self.encoder(frames.flatten(0, 1))

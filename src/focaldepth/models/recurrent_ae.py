@@ -27,15 +27,22 @@ logit (the seed's code narrowed to one channel before its last conv); no tempora
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
 
 from focaldepth.models.base import ModelInfo, depth_from_unit
-from focaldepth.models.common import (ZooModel, check_depth_range, coc_px_from_logits, conv_bn_act,
-                                      depth_from_unit_fixed, init_weights, positive_ints)
+from focaldepth.models.common import (
+    ZooModel,
+    check_depth_range,
+    coc_px_from_logits,
+    conv_bn_act,
+    depth_from_unit_fixed,
+    init_weights,
+    positive_ints,
+)
 from focaldepth.models.registry import register_model
 
 RECURRENT_AE_PAPER = "Chaitanya et al., SIGGRAPH 2017, as modified in the seed"
@@ -55,10 +62,13 @@ class RecurrentState:
     focus_dpt_min: torch.Tensor
     focus_dpt_max: torch.Tensor
 
-    def detach(self) -> "RecurrentState":
+    def detach(self) -> RecurrentState:
         """Cut the graph (truncated back-propagation through time on long videos)."""
-        return RecurrentState([h.detach() for h in self.hidden], self.focus_dpt_min.detach(),
-                              self.focus_dpt_max.detach())
+        return RecurrentState(
+            [h.detach() for h in self.hidden],
+            self.focus_dpt_min.detach(),
+            self.focus_dpt_max.detach(),
+        )
 
 
 class RecurrentEncoderBlock(nn.Module):
@@ -84,11 +94,15 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, skip_channels, 2, stride=2, bias=False)
         if final:
-            self.convs = nn.Sequential(conv_bn_act(2 * skip_channels, skip_channels, bn_eps=BN_EPS),
-                                       nn.Conv2d(skip_channels, out_channels, 3, padding=1))
+            self.convs = nn.Sequential(
+                conv_bn_act(2 * skip_channels, skip_channels, bn_eps=BN_EPS),
+                nn.Conv2d(skip_channels, out_channels, 3, padding=1),
+            )
         else:
-            self.convs = nn.Sequential(conv_bn_act(2 * skip_channels, out_channels, bn_eps=BN_EPS),
-                                       conv_bn_act(out_channels, out_channels, bn_eps=BN_EPS))
+            self.convs = nn.Sequential(
+                conv_bn_act(2 * skip_channels, out_channels, bn_eps=BN_EPS),
+                conv_bn_act(out_channels, out_channels, bn_eps=BN_EPS),
+            )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.convs(torch.cat([self.up(x), skip], dim=1))
@@ -103,8 +117,10 @@ class RecurrentDecoder(nn.Module):
         ins = [block_widths[-1]] + list(reversed(block_widths[:-2]))
         self.blocks = nn.ModuleList(
             DecoderBlock(in_width, skip_width, out_width, final=i == len(skips) - 1)
-            for i, (in_width, skip_width, out_width) in
-            enumerate(zip(ins, skips, list(reversed(block_widths[:-2])) + [out_channels])))
+            for i, (in_width, skip_width, out_width) in enumerate(
+                zip(ins, skips, list(reversed(block_widths[:-2])) + [out_channels])
+            )
+        )
 
     def forward(self, hidden: Sequence[torch.Tensor]) -> torch.Tensor:
         x = hidden[-1]
@@ -121,11 +137,16 @@ class RecurrentAE(ZooModel):
     ``coc_decoder=True`` adds a second decoder on the same hidden states predicting the CoC of
     the current frame. See the module docstring for details and deviations."""
 
-    info = ModelInfo(consumes="stream", uses_focus_distance=False, uses_camera=False,
-                     paper=RECURRENT_AE_PAPER)
+    info = ModelInfo(
+        consumes="stream", uses_focus_distance=False, uses_camera=False, paper=RECURRENT_AE_PAPER
+    )
 
-    def __init__(self, widths: Sequence[int] = SEED_WIDTHS, coc_decoder: bool = False,
-                 depth_range_m: Sequence[float] | None = None):
+    def __init__(
+        self,
+        widths: Sequence[int] = SEED_WIDTHS,
+        coc_decoder: bool = False,
+        depth_range_m: Sequence[float] | None = None,
+    ):
         super().__init__()
         widths = positive_ints("widths", widths)
         # The encoder has one more block than widths: a bottleneck at the coarsest width.
@@ -133,49 +154,77 @@ class RecurrentAE(ZooModel):
         self.size_multiple_px = 2 ** (len(self.block_widths) - 1)
         self.depth_range_m = check_depth_range(depth_range_m)
         ins = (self.in_channels,) + self.block_widths[:-1]
-        self.encoder = nn.ModuleList(RecurrentEncoderBlock(c_in, c_out, downsample=k > 0)
-                                     for k, (c_in, c_out) in enumerate(zip(ins, self.block_widths)))
+        self.encoder = nn.ModuleList(
+            RecurrentEncoderBlock(c_in, c_out, downsample=k > 0)
+            for k, (c_in, c_out) in enumerate(zip(ins, self.block_widths))
+        )
         self.decoder = RecurrentDecoder(self.block_widths)
         self.coc_decoder = RecurrentDecoder(self.block_widths) if coc_decoder else None
         init_weights(self)
 
-    def init_state(self, batch_size: int, height_px: int, width_px: int,
-                   device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> RecurrentState:
+    def init_state(
+        self,
+        batch_size: int,
+        height_px: int,
+        width_px: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> RecurrentState:
         """The state before the first frame: zero hidden states, an empty focus range."""
         if height_px % self.size_multiple_px or width_px % self.size_multiple_px:
-            raise ValueError(f"frames: H and W must be multiples of {self.size_multiple_px} px "
-                             f"for this model, got {height_px} x {width_px}")
+            raise ValueError(
+                f"frames: H and W must be multiples of {self.size_multiple_px} px "
+                f"for this model, got {height_px} x {width_px}"
+            )
         reference = next(self.parameters())
         device = reference.device if device is None else device
         dtype = reference.dtype if dtype is None else dtype
-        hidden = [torch.zeros(batch_size, width, height_px >> k, width_px >> k, device=device, dtype=dtype)
-                  for k, width in enumerate(self.block_widths)]
-        return RecurrentState(hidden,
-                              torch.full((batch_size,), float("inf"), device=device, dtype=dtype),
-                              torch.full((batch_size,), float("-inf"), device=device, dtype=dtype))
+        hidden = [
+            torch.zeros(
+                batch_size, width, height_px >> k, width_px >> k, device=device, dtype=dtype
+            )
+            for k, width in enumerate(self.block_widths)
+        ]
+        return RecurrentState(
+            hidden,
+            torch.full((batch_size,), float("inf"), device=device, dtype=dtype),
+            torch.full((batch_size,), float("-inf"), device=device, dtype=dtype),
+        )
 
-    def step(self, frame: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor,
-             state: RecurrentState | None = None) -> tuple[dict[str, torch.Tensor], RecurrentState]:
+    def step(
+        self,
+        frame: torch.Tensor,
+        focus_distance_m: torch.Tensor,
+        camera: torch.Tensor,
+        state: RecurrentState | None = None,
+    ) -> tuple[dict[str, torch.Tensor], RecurrentState]:
         """One frame ``(B, C, H, W)`` with its focus distance ``(B,)`` and camera ``(B, 3)``:
         returns ``{"depth_m": (B, 1, H, W)[, "coc_px": (B, 1, H, W)]}`` and the new state.
         ``state=None`` starts a new stream."""
         if frame.ndim != 4:
-            raise ValueError(f"frame: expected one frame (B, C, H, W), got shape {tuple(frame.shape)}")
+            raise ValueError(
+                f"frame: expected one frame (B, C, H, W), got shape {tuple(frame.shape)}"
+            )
         if focus_distance_m.shape != frame.shape[:1]:
-            raise ValueError(f"focus_distance_m: expected (B,) = {tuple(frame.shape[:1])}, "
-                             f"got {tuple(focus_distance_m.shape)}")
+            raise ValueError(
+                f"focus_distance_m: expected (B,) = {tuple(frame.shape[:1])}, "
+                f"got {tuple(focus_distance_m.shape)}"
+            )
         self.check(frame.unsqueeze(1), focus_distance_m.unsqueeze(1), camera)
         if state is None:
-            state = self.init_state(frame.shape[0], frame.shape[2], frame.shape[3],
-                                    frame.device, frame.dtype)
+            state = self.init_state(
+                frame.shape[0], frame.shape[2], frame.shape[3], frame.device, frame.dtype
+            )
         hidden, x = [], frame
         for block, previous in zip(self.encoder, state.hidden):
             x = block(x, previous)
             hidden.append(x)
         focus_dpt = 1.0 / focus_distance_m
-        new_state = RecurrentState(hidden, torch.minimum(state.focus_dpt_min, focus_dpt),
-                                   torch.maximum(state.focus_dpt_max, focus_dpt))
+        new_state = RecurrentState(
+            hidden,
+            torch.minimum(state.focus_dpt_min, focus_dpt),
+            torch.maximum(state.focus_dpt_max, focus_dpt),
+        )
         unit = torch.sigmoid(self.decoder(hidden))
         out = {"depth_m": self._depth_m(unit, new_state)}
         if self.coc_decoder is not None:
@@ -189,8 +238,9 @@ class RecurrentAE(ZooModel):
         seen_focus_m = 1.0 / torch.stack([state.focus_dpt_min, state.focus_dpt_max], dim=1)
         return depth_from_unit(unit, seen_focus_m)
 
-    def forward(self, frames: torch.Tensor, focus_distance_m: torch.Tensor,
-                camera: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Run :meth:`step` over the S frames from a fresh state. Returns ``"depth_m"`` after
         the last frame, ``"depth_m_per_frame"`` ``(B, S, 1, H, W)`` and, with a CoC decoder,
         ``"coc_px"`` ``(B, S, 1, H, W)``."""
@@ -200,8 +250,10 @@ class RecurrentAE(ZooModel):
         for s in range(frames.shape[1]):
             out, state = self.step(frames[:, s], focus_distance_m[:, s], camera, state)
             outputs.append(out)
-        result = {"depth_m": outputs[-1]["depth_m"],
-                  "depth_m_per_frame": torch.stack([o["depth_m"] for o in outputs], dim=1)}
+        result = {
+            "depth_m": outputs[-1]["depth_m"],
+            "depth_m_per_frame": torch.stack([o["depth_m"] for o in outputs], dim=1),
+        }
         if self.coc_decoder is not None:
             result["coc_px"] = torch.stack([o["coc_px"] for o in outputs], dim=1)
         return result
@@ -209,6 +261,8 @@ class RecurrentAE(ZooModel):
     def depth_output_convention(self) -> dict:
         convention = super().depth_output_convention()
         if self.depth_range_m is None:
-            convention["range"] = ("focus distances seen so far in the stream (running min/max "
-                                   "of 1/focus), widened on each side")
+            convention["range"] = (
+                "focus distances seen so far in the stream (running min/max "
+                "of 1/focus), widened on each side"
+            )
         return convention

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -63,8 +64,9 @@ def register_model(name: str, **defaults: Any) -> Callable[[Constructor], Constr
     def decorate(constructor: Constructor) -> Constructor:
         existing = _REGISTRY.get(name)
         if existing is not None and _qualname(existing.constructor) != _qualname(constructor):
-            raise ValueError(f"model name {name!r} is already registered by "
-                             f"{_qualname(existing.constructor)}")
+            raise ValueError(
+                f"model name {name!r} is already registered by {_qualname(existing.constructor)}"
+            )
         _REGISTRY[name] = ModelSpec(name, constructor, dict(defaults))
         return constructor
 
@@ -78,8 +80,11 @@ def _qualname(obj: object) -> str:
 def list_models(test_variants: bool | None = None) -> list[str]:
     """Registered names, sorted. ``test_variants=True``: only the tiny ``*_test`` variants;
     ``False``: only full-size models; ``None``: all."""
-    return sorted(name for name, spec in _REGISTRY.items()
-                  if test_variants is None or spec.is_test_variant == test_variants)
+    return sorted(
+        name
+        for name, spec in _REGISTRY.items()
+        if test_variants is None or spec.is_test_variant == test_variants
+    )
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -95,8 +100,11 @@ def get_spec(name: str) -> ModelSpec:
 def accepted_arguments(name: str) -> list[str]:
     """Keyword arguments the constructor of ``name`` accepts."""
     signature = inspect.signature(get_spec(name).constructor)
-    return [p.name for p in signature.parameters.values()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
 
 
 def resolve_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
@@ -110,8 +118,9 @@ def resolve_arguments(name: str, **kwargs: Any) -> dict[str, Any]:
     try:
         bound = signature.bind(**merged)
     except TypeError as error:
-        raise UserError(f"model {name!r}: {error}; accepted arguments: "
-                        f"{', '.join(accepted_arguments(name))}") from None
+        raise UserError(
+            f"model {name!r}: {error}; accepted arguments: {', '.join(accepted_arguments(name))}"
+        ) from None
     if not takes_any:
         bound.apply_defaults()
     arguments = dict(bound.arguments)
@@ -129,7 +138,9 @@ def create(name: str, **kwargs: Any) -> DepthModel:
     arguments = resolve_arguments(name, **kwargs)
     model = spec.constructor(**arguments)
     if not isinstance(model, DepthModel):
-        raise TypeError(f"constructor of {name!r} returned {type(model).__name__}, not a DepthModel")
+        raise TypeError(
+            f"constructor of {name!r} returned {type(model).__name__}, not a DepthModel"
+        )
     # Plain attributes (not parameters or buffers): how to rebuild this model.
     model.arch_name = name
     model.arch_kwargs = arguments
