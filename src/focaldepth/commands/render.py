@@ -228,7 +228,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output sequence folder."),
         focus_near: float = typer.Option(None, "--focus-near", help="Nearest focus distance (m) of the ramp."),
         focus_far: float = typer.Option(None, "--focus-far", help="Farthest focus distance (m) of the ramp."),
-        frames: int = typer.Option(None, "--frames", help=f"Frames in the ramp [default: {DEFAULT_NUM_FRAMES}]."),
+        frames: int = typer.Option(None, "--frames", help=f"Frames in the ramp (default {DEFAULT_NUM_FRAMES})."),
         psf: PsfChoice = typer.Option(PsfChoice.disk, "--psf", help="Point-spread function."),
         layers: int = typer.Option(24, "--layers", help="Depth layers of the renderer."),
         video: bool = typer.Option(False, "--video", help=f"Also write {VIDEO_NAME} (+ sidecar) in the folder."),
