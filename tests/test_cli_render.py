@@ -3,6 +3,7 @@ the interim demo."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -55,8 +56,13 @@ def rgbd(tmp_path: Path) -> dict[str, Path]:
     depth_m[:, : WIDTH // 2] = NEAR_M
     write_depth(tmp_path / "depth.png", depth_m)
     (tmp_path / "meta.json").write_text(json.dumps({**CAMERA, "lens": "test lens"}))
-    return {"rgb": tmp_path / "rgb.png", "depth": tmp_path / "depth.png", "meta": tmp_path / "meta.json",
-            "out": tmp_path / "out", "dir": tmp_path}
+    return {
+        "rgb": tmp_path / "rgb.png",
+        "depth": tmp_path / "depth.png",
+        "meta": tmp_path / "meta.json",
+        "out": tmp_path / "out",
+        "dir": tmp_path,
+    }
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -71,7 +77,16 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def render_args(rgbd: dict[str, Path], *extra: object) -> list[object]:
-    return ["render", rgbd["rgb"], rgbd["depth"], "--meta", rgbd["meta"], "--out", rgbd["out"], *extra]
+    return [
+        "render",
+        rgbd["rgb"],
+        rgbd["depth"],
+        "--meta",
+        rgbd["meta"],
+        "--out",
+        rgbd["out"],
+        *extra,
+    ]
 
 
 def test_render_sweep_focuses_each_plane_in_turn(rgbd, capsys):
@@ -86,7 +101,10 @@ def test_render_sweep_focuses_each_plane_in_turn(rgbd, capsys):
 
     original = np.asarray(Image.open(rgbd["rgb"]))
     margin = 8  # > the 6 px CoC: stay clear of the depth edge
-    left, right = np.s_[margin:-margin, margin:WIDTH // 2 - margin], np.s_[margin:-margin, WIDTH // 2 + margin:-margin]
+    left, right = (
+        np.s_[margin:-margin, margin : WIDTH // 2 - margin],
+        np.s_[margin:-margin, WIDTH // 2 + margin : -margin],
+    )
     near_frame, far_frame = seq.frames[0], seq.frames[-1]
     # focused at 1 m: the near plane is untouched, the far one blurred (and vice versa)
     assert np.abs(near_frame[left].astype(int) - original[left]).max() <= 1
@@ -95,12 +113,14 @@ def test_render_sweep_focuses_each_plane_in_turn(rgbd, capsys):
     assert sharpness(far_frame[left]) < 0.35 * sharpness(original[left])
     # in between, blur of the far plane grows monotonically as focus moves away from it
     far_sharpness = [sharpness(frame[right]) for frame in seq.frames]
-    assert all(a < b for a, b in zip(far_sharpness, far_sharpness[1:])), far_sharpness
+    assert all(a < b for a, b in itertools.pairwise(far_sharpness)), far_sharpness
     # energy is conserved: blur moves light around, it does not add or remove it. Blur
     # happens in linear light, so that is where the mean is kept (an sRGB mean is not).
     for frame in seq.frames:
         for region in (left, right):
-            assert linear_mean(frame[region]) == pytest.approx(linear_mean(original[region]), rel=0.02)
+            assert linear_mean(frame[region]) == pytest.approx(
+                linear_mean(original[region]), rel=0.02
+            )
     assert abs(seq.frames[0][right].mean() - original[right].mean()) > 5  # sRGB means do shift
 
 
@@ -115,7 +135,9 @@ def test_focus_list_from_meta_video_and_overwrite(rgbd, capsys):
     video = load_sequence(rgbd["out"] / "sweep.mp4")
     assert video.focus_distance_m == [1.0, 2.0] and video.timestamps_s == [0.0, 0.1]
     # pixel noise is the worst case for H.264 4:2:0: compare what survives, the local means
-    smooth = [cv2.GaussianBlur(f.astype(np.float32), (0, 0), 2.0) for f in (*video.frames, *seq.frames)]
+    smooth = [
+        cv2.GaussianBlur(f.astype(np.float32), (0, 0), 2.0) for f in (*video.frames, *seq.frames)
+    ]
     assert np.abs(np.stack(smooth[:2]) - np.stack(smooth[2:])).mean() < 3.0
 
     code, _, err = run_cli(render_args(rgbd), capsys)  # the folder is now non-empty
@@ -125,8 +147,15 @@ def test_focus_list_from_meta_video_and_overwrite(rgbd, capsys):
     code, _, err = run_cli(render_args(rgbd, "--overwrite"), capsys)
     assert code == 0, err
     assert load_sequence(rgbd["out"]).focus_distance_m == [2.5]
-    assert "sweep.mp4" in before and not (rgbd["out"] / "sweep.mp4").exists()  # replaced, not merged
-    assert sorted(p.name for p in rgbd["dir"].iterdir()) == ["depth.png", "meta.json", "out", "rgb.png"]
+    assert (
+        "sweep.mp4" in before and not (rgbd["out"] / "sweep.mp4").exists()
+    )  # replaced, not merged
+    assert sorted(p.name for p in rgbd["dir"].iterdir()) == [
+        "depth.png",
+        "meta.json",
+        "out",
+        "rgb.png",
+    ]
 
 
 def test_function_fills_depth_holes_with_the_nearest_valid_depth(rgbd):
@@ -134,15 +163,24 @@ def test_function_fills_depth_holes_with_the_nearest_valid_depth(rgbd):
     depth_m[:, 28:36] = np.nan  # a hole across the edge
     depth_m[0, 0] = -1.0
     write_depth(rgbd["dir"] / "holes.npy", depth_m)
-    out = render_sweep_from_rgbd(rgbd["rgb"], rgbd["dir"] / "holes.npy", rgbd["meta"], rgbd["out"],
-                                 focus_near_m=1.2, focus_far_m=2.5, num_frames=3)
+    out = render_sweep_from_rgbd(
+        rgbd["rgb"],
+        rgbd["dir"] / "holes.npy",
+        rgbd["meta"],
+        rgbd["out"],
+        focus_near_m=1.2,
+        focus_far_m=2.5,
+        num_frames=3,
+    )
     seq = load_sequence(out)
     np.testing.assert_allclose(seq.focus_distance_m, dioptric_ramp(1.2, 2.5, 3), rtol=1e-12)
     assert np.isfinite(seq.depth_m).all()
     np.testing.assert_array_equal(seq.depth_m[:, 28:32], NEAR_M)  # nearest valid on the left
     np.testing.assert_array_equal(seq.depth_m[:, 32:36], FAR_M)
     assert seq.depth_m[0, 0] == NEAR_M
-    assert seq.meta["render"]["depth_filled_fraction"] == pytest.approx((8 * HEIGHT + 1) / (HEIGHT * WIDTH), abs=1e-6)
+    assert seq.meta["render"]["depth_filled_fraction"] == pytest.approx(
+        (8 * HEIGHT + 1) / (HEIGHT * WIDTH), abs=1e-6
+    )
 
 
 def _corrupt(path: Path) -> None:
@@ -156,18 +194,26 @@ BAD_INPUTS = [
     ("meta_null_focus", [], "meta", "focus_distance_m[1] is null"),
     ("meta_focus_and_flags", ["--frames", 4], "meta", "drop --focus-near/--focus-far/--frames"),
     ("meta_missing_key", [], "meta", "missing key(s): sensor_width_mm"),
+    ("meta_timestamps", ["--frames", 3], "meta", "timestamps_s lists 2 values but the sweep has 3"),
     ("depth_size", [], "depth", "depth is 32x48 but the RGB image rgb.png is 64x48"),
     ("depth_8bit", [], "depth", "16-bit"),
     ("depth_bmp", [], "depth", "unsupported depth format .bmp"),
     ("rgb_corrupt", [], "rgb", "cannot read image"),
     ("near_after_far", ["--focus-near", 3.0, "--focus-far", 2.0], None, "near < far"),
-    ("near_inside_lens", ["--focus-near", 0.01], None, "--focus-near 0.01 m must be finite and beyond"),
+    (
+        "near_inside_lens",
+        ["--focus-near", 0.01],
+        None,
+        "--focus-near 0.01 m must be finite and beyond",
+    ),
     ("out_not_empty", [], "out", "output folder is not empty"),
 ]
 
 
 @pytest.mark.parametrize("case,extra,named,fragment", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_bad_input_exits_2_with_one_line_naming_the_file(rgbd, capsys, case, extra, named, fragment):
+def test_bad_input_exits_2_with_one_line_naming_the_file(
+    rgbd, capsys, case, extra, named, fragment
+):
     if case == "meta_missing":
         rgbd["meta"].unlink()
     elif case == "meta_malformed":
@@ -178,6 +224,8 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(rgbd, capsys, case, ext
         rgbd["meta"].write_text(json.dumps({**CAMERA, "focus_distance_m": [1.0, 2.0]}))
     elif case == "meta_missing_key":
         rgbd["meta"].write_text(json.dumps({"focal_length_mm": 50, "f_number": 2}))
+    elif case == "meta_timestamps":
+        rgbd["meta"].write_text(json.dumps({**CAMERA, "timestamps_s": [0.0, 0.1]}))
     elif case == "depth_size":
         write_depth(rgbd["depth"], np.ones((HEIGHT, 32), np.float32))
     elif case == "depth_8bit":
@@ -190,7 +238,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(rgbd, capsys, case, ext
     elif case == "out_not_empty":
         rgbd["out"].mkdir()
         (rgbd["out"] / "keep.txt").write_text("precious")
-    code, out, err = run_cli(render_args(rgbd, *extra), capsys)
+    code, _, err = run_cli(render_args(rgbd, *extra), capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -209,11 +257,18 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(rgbd, capsys, case, ext
 def test_installed_command_exits_2_with_a_single_stderr_line(rgbd):
     """The real process: exit status 2, one line on stderr, no traceback."""
     rgbd["meta"].write_text("{oops")
-    result = subprocess.run([sys.executable, "-m", "focaldepth.cli", *map(str, render_args(rgbd))],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "focaldepth.cli", *map(str, render_args(rgbd))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"focaldepth: error: {rgbd['meta']}: malformed JSON at line 1 column 2")
+    assert result.stderr.startswith(
+        f"focaldepth: error: {rgbd['meta']}: malformed JSON at line 1 column 2"
+    )
     assert not rgbd["out"].exists()
 
 
@@ -223,7 +278,9 @@ def test_installed_command_exits_2_with_a_single_stderr_line(rgbd):
 def test_colorize_depth_uses_one_fixed_range_for_a_clip():
     import matplotlib
 
-    clip = np.stack([np.full((4, 5), 2.0), np.linspace(1.0, 4.0, 20).reshape(4, 5)]).astype(np.float32)
+    clip = np.stack([np.full((4, 5), 2.0), np.linspace(1.0, 4.0, 20).reshape(4, 5)]).astype(
+        np.float32
+    )
     clip[1, 2, 2] = np.nan
     near_m, far_m = depth_display_range(clip, percentiles=(0, 100))
     assert (near_m, far_m) == pytest.approx((1.0, 4.0))
@@ -237,9 +294,13 @@ def test_colorize_depth_uses_one_fixed_range_for_a_clip():
     end = np.round(np.array(turbo(1.0)[:3]) * 255)
     start = np.round(np.array(turbo(0.0)[:3]) * 255)
     np.testing.assert_allclose(colours[1, -1, -1], start, atol=1)  # far end
-    np.testing.assert_allclose(colorize_depth(np.array([[0.5]]), near_m, far_m)[0, 0], end, atol=1)  # clipped
+    np.testing.assert_allclose(
+        colorize_depth(np.array([[0.5]]), near_m, far_m)[0, 0], end, atol=1
+    )  # clipped
     # inverse depth is linear: 1/2 m sits at (1/2 - 1/4) / (1 - 1/4) = 1/3 of the map
-    np.testing.assert_allclose(colours[0, 0, 0], np.round(np.array(turbo(85 / 255)[:3]) * 255), atol=1)
+    np.testing.assert_allclose(
+        colours[0, 0, 0], np.round(np.array(turbo(85 / 255)[:3]) * 255), atol=1
+    )
     assert colours[1, 2, 2].tolist() == [0, 0, 0]  # invalid is black
 
 
@@ -275,7 +336,10 @@ def test_motorcycle_depth_is_metric_and_complete():
 def test_demo_writes_sequence_video_and_contact_sheet(tmp_path):
     from focaldepth.demo import main as demo_main
 
-    assert demo_main(["--out", str(tmp_path / "demo"), "--frames", "2", "--layers", "4", "--quiet"]) == 0
+    assert (
+        demo_main(["--out", str(tmp_path / "demo"), "--frames", "2", "--layers", "4", "--quiet"])
+        == 0
+    )
     folder = load_sequence(tmp_path / "demo" / "sweep")
     video = load_sequence(tmp_path / "demo" / "sweep.mp4")
     assert len(folder) == len(video) == 2
@@ -283,7 +347,10 @@ def test_demo_writes_sequence_video_and_contact_sheet(tmp_path):
     assert folder.focus_distance_m[0] == pytest.approx(float(folder.depth_m.min()), rel=1e-6)
     assert (tmp_path / "demo" / "contact_sheet.png").stat().st_size > 10_000
     # run twice: replaces its own earlier output
-    assert demo_main(["--out", str(tmp_path / "demo"), "--frames", "3", "--layers", "4", "--quiet"]) == 0
+    assert (
+        demo_main(["--out", str(tmp_path / "demo"), "--frames", "3", "--layers", "4", "--quiet"])
+        == 0
+    )
     assert len(load_sequence(tmp_path / "demo" / "sweep")) == 3
 
 

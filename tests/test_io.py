@@ -48,8 +48,9 @@ def smooth_frames(count: int, height: int = 48, width: int = 64, seed: int = 0) 
     for _ in range(count):
         texture = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 1.5)
         colour = cv2.GaussianBlur(rng.random((height, width, 3)).astype(np.float32), (0, 0), 8.0)
-        mixed = 0.6 * cv2.normalize(texture, None, 0, 1, cv2.NORM_MINMAX)[..., None] \
-            + 0.4 * cv2.normalize(colour, None, 0, 1, cv2.NORM_MINMAX)
+        mixed = 0.6 * cv2.normalize(texture, None, 0, 1, cv2.NORM_MINMAX)[
+            ..., None
+        ] + 0.4 * cv2.normalize(colour, None, 0, 1, cv2.NORM_MINMAX)
         frames.append((20 + 215 * mixed).astype(np.uint8))
     return np.stack(frames)
 
@@ -59,7 +60,12 @@ def camera_for(width: int, f_number: float = 2.0) -> Camera:
 
 
 def write_meta(path: Path, **overrides) -> Path:
-    meta = {"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6.4, "focus_distance_m": [1.0, 2.0]}
+    meta = {
+        "focal_length_mm": 50,
+        "f_number": 2,
+        "sensor_width_mm": 6.4,
+        "focus_distance_m": [1.0, 2.0],
+    }
     meta.update(overrides)
     meta = {k: v for k, v in meta.items() if v is not ...}
     path.write_text(json.dumps(meta))
@@ -70,8 +76,12 @@ def frame_folder(tmp_path: Path, count: int = 2, ext: str = ".png", **meta) -> P
     folder = tmp_path / "seq"
     folder.mkdir()
     for i, frame in enumerate(smooth_frames(count)):
-        Image.fromarray(frame).save(folder / f"{i}{ext}", **({"quality": 95} if ext == ".jpg" else {}))
-    write_meta(folder / "meta.json", **({"focus_distance_m": [1.0 + i for i in range(count)]} | meta))
+        Image.fromarray(frame).save(
+            folder / f"{i}{ext}", **({"quality": 95} if ext == ".jpg" else {})
+        )
+    write_meta(
+        folder / "meta.json", **({"focus_distance_m": [1.0 + i for i in range(count)]} | meta)
+    )
     return folder
 
 
@@ -91,21 +101,35 @@ def assert_user_error(excinfo: pytest.ExceptionInfo, path: Path, *fragments: str
 def test_folder_round_trip_is_exact(tmp_path):
     frames = smooth_frames(5)
     depth_m = np.linspace(0.5, 4.0, 48 * 64, dtype=np.float32).reshape(48, 64)
-    out = write_sequence(tmp_path / "seq", frames, FOCUS_M, camera_for(64), f_number=[2, 2, 2.8, 4, 4],
-                         timestamps_s=[0.0, 0.1, 0.25, 0.3, 0.5], depth_m=depth_m, source="test",
-                         extra_meta={"lens": "Helios 44", "nested": {"k": [1, 2]}})
+    out = write_sequence(
+        tmp_path / "seq",
+        frames,
+        FOCUS_M,
+        camera_for(64),
+        f_number=[2, 2, 2.8, 4, 4],
+        timestamps_s=[0.0, 0.1, 0.25, 0.3, 0.5],
+        depth_m=depth_m,
+        source="test",
+        extra_meta={"lens": "Helios 44", "nested": {"k": [1, 2]}},
+    )
     seq = load_sequence(out)
     np.testing.assert_array_equal(seq.frames, frames)
     assert seq.focus_distance_m == FOCUS_M
     assert seq.timestamps_s == [0.0, 0.1, 0.25, 0.3, 0.5]
     assert seq.f_number == [2, 2, 2.8, 4, 4] and seq.camera_at(3).f_number == 4
     assert seq.camera == camera_for(64)
-    assert seq.meta["lens"] == "Helios 44" and seq.meta["nested"] == {"k": [1, 2]}  # unknown keys kept
+    assert seq.meta["lens"] == "Helios 44" and seq.meta["nested"] == {
+        "k": [1, 2]
+    }  # unknown keys kept
     assert seq.meta["source"] == "test"
     np.testing.assert_array_equal(seq.depth_m, depth_m)
     assert np.isnan(seq.focus_array_m()[1])
     stack, focus, camera = seq.to_tensors()
-    assert tuple(stack.shape) == (1, 5, 3, 48, 64) and 0 <= float(stack.min()) and float(stack.max()) <= 1
+    assert (
+        tuple(stack.shape) == (1, 5, 3, 48, 64)
+        and 0 <= float(stack.min())
+        and float(stack.max()) <= 1
+    )
     assert tuple(focus.shape) == (1, 5) and tuple(camera.shape) == (1, 3)
     assert float(camera[0, 2]) == pytest.approx(6.4e-3 / 64)
 
@@ -118,7 +142,11 @@ def test_folder_frames_sort_naturally(tmp_path):
     write_meta(folder / "meta.json", focus_distance_m=[1.0 + i for i in range(12)])
     seq = load_sequence(folder)
     assert [int(f[0, 0, 0]) for f in seq.frames] == [i * 20 for i in range(12)]
-    assert sorted(["img10.jpg", "img2.jpg", "img1.jpg"], key=natural_key) == ["img1.jpg", "img2.jpg", "img10.jpg"]
+    assert sorted(["img10.jpg", "img2.jpg", "img1.jpg"], key=natural_key) == [
+        "img1.jpg",
+        "img2.jpg",
+        "img10.jpg",
+    ]
 
 
 @pytest.mark.parametrize("ext,tolerance", [(".png", 0), (".tif", 0), (".jpg", 4.0)])
@@ -145,7 +173,9 @@ def test_grey_and_16_bit_frames_become_rgb8(tmp_path):
 def test_diopters_and_explicit_meta_path(tmp_path):
     folder = frame_folder(tmp_path, 2)
     (folder / "meta.json").unlink()
-    meta = write_meta(tmp_path / "elsewhere.json", focus_distance_m=..., focus_distance_diopters=[2.0, None])
+    meta = write_meta(
+        tmp_path / "elsewhere.json", focus_distance_m=..., focus_distance_diopters=[2.0, None]
+    )
     seq = load_sequence(folder, meta)
     assert seq.focus_distance_m == [0.5, None]
     with pytest.raises(UserError, match="missing metadata"):
@@ -166,8 +196,9 @@ def test_lazy_folder_streams_the_same_frames(tmp_path):
 @pytest.mark.parametrize("ext", [".mp4", ".mkv", ".mov", ".avi"])
 def test_video_round_trip(tmp_path, ext):
     frames = smooth_frames(5, 47, 63)  # odd: stored cropped to 46x62
-    video = write_sequence_video(tmp_path / f"clip{ext}", frames, FOCUS_M, camera_for(63), fps=25,
-                                 extra_meta={"phone": "x"})
+    video = write_sequence_video(
+        tmp_path / f"clip{ext}", frames, FOCUS_M, camera_for(63), fps=25, extra_meta={"phone": "x"}
+    )
     seq = load_sequence(video)
     assert seq.frames.shape == (5, 46, 62, 3)
     error = np.abs(seq.frames.astype(float) - frames[:, :46, :62])
@@ -183,13 +214,22 @@ def test_video_round_trip(tmp_path, ext):
 def test_video_variable_frame_times_and_lazy_loading(tmp_path):
     frames = smooth_frames(5)
     times = [0.0, 0.033, 0.07, 0.2, 0.21]
-    video = write_sequence_video(tmp_path / "vfr.mp4", frames, FOCUS_M, camera_for(64), timestamps_s=times)
+    video = write_sequence_video(
+        tmp_path / "vfr.mp4", frames, FOCUS_M, camera_for(64), timestamps_s=times
+    )
     container_times = [t for t, _ in iter_video_frames(video)]
     np.testing.assert_allclose(container_times, times, atol=1e-4)
     assert load_sequence(video).timestamps_s == times
     lazy = load_sequence(video, lazy=True)
     assert lazy.is_lazy and len(lazy) == 5 and lazy.size_hw == (48, 64)
     np.testing.assert_array_equal(np.stack(list(lazy.iter_frames())), load_sequence(video).frames)
+    # without sidecar times, both loaders take the container's presentation times
+    sidecar = tmp_path / "vfr.json"
+    meta = json.loads(sidecar.read_text())
+    del meta["timestamps_s"]
+    sidecar.write_text(json.dumps(meta))
+    np.testing.assert_allclose(load_sequence(video).timestamps_s, times, atol=1e-4)
+    np.testing.assert_allclose(load_sequence(video, lazy=True).timestamps_s, times, atol=1e-4)
 
 
 def test_iter_frames_streams_a_video_in_constant_memory(tmp_path):
@@ -220,7 +260,9 @@ def test_iter_frames_streams_a_video_in_constant_memory(tmp_path):
 
 
 def test_sidecar_timestamps_must_match_the_video(tmp_path):
-    video = write_sequence_video(tmp_path / "clip.mp4", smooth_frames(3), [1.0, 2.0, 3.0], camera_for(64), fps=10)
+    video = write_sequence_video(
+        tmp_path / "clip.mp4", smooth_frames(3), [1.0, 2.0, 3.0], camera_for(64), fps=10
+    )
     sidecar = tmp_path / "clip.json"
     meta = json.loads(sidecar.read_text())
     meta["timestamps_s"] = [0.0, 0.5, 1.0]
@@ -231,8 +273,9 @@ def test_sidecar_timestamps_must_match_the_video(tmp_path):
 
 
 def test_truncated_and_corrupt_videos(tmp_path):
-    video = write_sequence_video(tmp_path / "clip.mp4", smooth_frames(20), [1.0 + i for i in range(20)],
-                                 camera_for(64))
+    video = write_sequence_video(
+        tmp_path / "clip.mp4", smooth_frames(20), [1.0 + i for i in range(20)], camera_for(64)
+    )
     data = video.read_bytes()
     truncated = tmp_path / "cut.mp4"
     truncated.write_bytes(data[: len(data) * 2 // 3])
@@ -272,15 +315,18 @@ def test_depth_npy_npz_exr_round_trips_are_exact(tmp_path):
     depth_m = np.random.default_rng(1).uniform(0.3, 80.0, (2, 9, 11)).astype(np.float32)
     np.testing.assert_array_equal(read_depth(write_depth(tmp_path / "d.npy", depth_m)), depth_m)
     np.testing.assert_array_equal(read_depth(write_depth(tmp_path / "d.npz", depth_m)), depth_m)
-    np.testing.assert_array_equal(read_depth(write_depth(tmp_path / "d.exr", depth_m[0])), depth_m[0])
+    np.testing.assert_array_equal(
+        read_depth(write_depth(tmp_path / "d.exr", depth_m[0])), depth_m[0]
+    )
     assert read_depth(tmp_path / "d.npy").dtype == np.float32
     np.savez(tmp_path / "other.npz", whatever=depth_m[0].astype(np.float64))  # one array: any key
     np.testing.assert_array_equal(read_depth(tmp_path / "other.npz"), depth_m[0])
 
 
 def test_depth_png16_millimetres_invalid_and_saturation(tmp_path):
-    depth_m = np.array([[1.2344, 0.0, np.nan, -1.0],
-                        [np.inf, 70.0, 65.535, 0.0001]], dtype=np.float32)
+    depth_m = np.array(
+        [[1.2344, 0.0, np.nan, -1.0], [np.inf, 70.0, 65.535, 0.0001]], dtype=np.float32
+    )
     path = write_depth(tmp_path / "d.png", depth_m)
     stored = np.asarray(Image.open(path))
     assert stored.dtype == np.uint16
@@ -290,13 +336,14 @@ def test_depth_png16_millimetres_invalid_and_saturation(tmp_path):
     assert np.isnan(back[0, 1:]).all() and np.isnan(back[1, 0])
     assert back[1, 1] == pytest.approx(65.535) and back[1, 3] == pytest.approx(0.001)
     smooth = np.random.default_rng(2).uniform(0.2, 60.0, (16, 16)).astype(np.float32)
-    assert np.abs(read_depth(write_depth(tmp_path / "s.png", smooth)) - smooth).max() <= 0.0005 + 1e-6
+    assert (
+        np.abs(read_depth(write_depth(tmp_path / "s.png", smooth)) - smooth).max() <= 0.0005 + 1e-6
+    )
     np.testing.assert_array_equal(depth_to_png16(np.array([[0.5]])), [[500]])
 
 
 def test_fill_invalid_depth_takes_the_nearest_valid_value():
-    depth_m = np.array([[1.0, np.nan, np.nan, 5.0],
-                        [1.0, 0.0, np.inf, 5.0]], dtype=np.float32)
+    depth_m = np.array([[1.0, np.nan, np.nan, 5.0], [1.0, 0.0, np.inf, 5.0]], dtype=np.float32)
     filled, mask = fill_invalid_depth(depth_m)
     np.testing.assert_array_equal(filled, [[1, 1, 5, 5], [1, 1, 5, 5]])
     assert mask.sum() == 4
@@ -304,17 +351,20 @@ def test_fill_invalid_depth_takes_the_nearest_valid_value():
         fill_invalid_depth(np.zeros((3, 3)), "x.png")
 
 
-@pytest.mark.parametrize("name,content,fragment", [
-    ("d8.png", "8bit", "16-bit"),
-    ("rgb.png", "rgb", "16-bit"),
-    ("int.npy", "int", "floating-point"),
-    ("bad.npy", "garbage", "cannot read"),
-    ("bad.exr", "garbage", "cannot read EXR"),
-    ("bad.png", "garbage", "cannot read"),
-    ("many.npz", "many", "'depth_m'"),
-    ("d.bmp", "garbage", "unsupported depth format"),
-    ("missing.npy", None, "not found"),
-])
+@pytest.mark.parametrize(
+    "name,content,fragment",
+    [
+        ("d8.png", "8bit", "16-bit"),
+        ("rgb.png", "rgb", "16-bit"),
+        ("int.npy", "int", "floating-point"),
+        ("bad.npy", "garbage", "cannot read"),
+        ("bad.exr", "garbage", "cannot read EXR"),
+        ("bad.png", "garbage", "cannot read"),
+        ("many.npz", "many", "'depth_m'"),
+        ("d.bmp", "garbage", "unsupported depth format"),
+        ("missing.npy", None, "not found"),
+    ],
+)
 def test_bad_depth_files(tmp_path, name, content, fragment):
     path = tmp_path / name
     if content == "8bit":
@@ -337,31 +387,65 @@ def test_bad_depth_files(tmp_path, name, content, fragment):
 
 META_ERRORS = [
     ("{not json", "malformed JSON at line 1 column 2"),
-    ('{"f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1]}', "missing key(s): focal_length_mm"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6}', "focus_distance_m (or focus_distance_diopters)"),
-    ('[1, 2]', "expected a JSON object"),
-    ('{"focal_length_mm": "50", "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1]}',
-     "focal_length_mm must be a number"),
-    ('{"focal_length_mm": 50, "f_number": 0, "sensor_width_mm": 6, "focus_distance_m": [1]}',
-     "f_number must be positive"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, -2]}',
-     "focus_distance_m[1] must be positive and finite"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, NaN]}',
-     "focus_distance_m[1] must be positive and finite"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [Infinity]}',
-     "focus_distance_m[0] must be positive and finite"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, 0.04]}',
-     "focus_distance_m[1] is 0.04 m, not beyond the focal length (50 mm)"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_diopters": [25]}',
-     "focus_distance_diopters[0] is 0.04 m, not beyond the focal length"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, 2],'
-     ' "focus_distance_diopters": [1, 1]}', "focus_distance_m[1] = 2.0 disagrees"),
-    ('{"focal_length_mm": 50, "f_number": [2, 2, 2], "sensor_width_mm": 6, "focus_distance_m": [1, 2]}',
-     "per-frame lists differ in length"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, 2],'
-     ' "timestamps_s": [0.1, 0.1]}', "timestamps_s must increase strictly"),
-    ('{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": 1}',
-     "focus_distance_m must be a list"),
+    (
+        '{"f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1]}',
+        "missing key(s): focal_length_mm",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6}',
+        "focus_distance_m (or focus_distance_diopters)",
+    ),
+    ("[1, 2]", "expected a JSON object"),
+    (
+        '{"focal_length_mm": "50", "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1]}',
+        "focal_length_mm must be a number",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 0, "sensor_width_mm": 6, "focus_distance_m": [1]}',
+        "f_number must be positive",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, -2]}',
+        "focus_distance_m[1] must be positive and finite",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, NaN]}',
+        "focus_distance_m[1] must be positive and finite",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [Infinity]}',
+        "focus_distance_m[0] must be positive and finite",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, 0.04]}',
+        "focus_distance_m[1] is 0.04 m, not beyond the focal length (50 mm)",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_diopters": [25]}',
+        "focus_distance_diopters[0] is 0.04 m, not beyond the focal length",
+    ),
+    (
+        (
+            '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, 2],'
+            ' "focus_distance_diopters": [1, 1]}'
+        ),
+        "focus_distance_m[1] = 2.0 disagrees",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": [2, 2, 2], "sensor_width_mm": 6, "focus_distance_m": [1, 2]}',
+        "per-frame lists differ in length",
+    ),
+    (
+        (
+            '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1, 2],'
+            ' "timestamps_s": [0.1, 0.1]}'
+        ),
+        "timestamps_s must increase strictly",
+    ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": 1}',
+        "focus_distance_m must be a list",
+    ),
 ]
 
 
@@ -375,10 +459,19 @@ def test_bad_metadata(tmp_path, text, fragment):
 
 
 def test_meta_keeps_unknown_keys_and_converts_diopters(tmp_path):
-    path = write_meta(tmp_path / "m.json", focus_distance_m=..., focus_distance_diopters=[0.5, 4.0],
-                      source="phone", iso=100)
+    path = write_meta(
+        tmp_path / "m.json",
+        focus_distance_m=...,
+        focus_distance_diopters=[0.5, 4.0],
+        source="phone",
+        iso=100,
+    )
     meta = read_meta(path)
-    assert meta.focus_distance_m == [2.0, 0.25] and meta.extra == {"iso": 100} and meta.source == "phone"
+    assert (
+        meta.focus_distance_m == [2.0, 0.25]
+        and meta.extra == {"iso": 100}
+        and meta.source == "phone"
+    )
 
 
 def corrupt_frame(folder: Path) -> Path:
@@ -398,11 +491,14 @@ def mixed_sizes(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("lazy", [False, True])
-@pytest.mark.parametrize("ext,break_it,fragment", [
-    (".png", corrupt_frame, "cannot read image"),
-    (".jpg", truncated_jpeg, "truncated"),
-    (".png", mixed_sizes, "frame size 10x10 differs from 64x48"),
-])
+@pytest.mark.parametrize(
+    "ext,break_it,fragment",
+    [
+        (".png", corrupt_frame, "cannot read image"),
+        (".jpg", truncated_jpeg, "truncated"),
+        (".png", mixed_sizes, "frame size 10x10 differs from 64x48"),
+    ],
+)
 def test_bad_frames(tmp_path, ext, break_it, fragment, lazy):
     folder = frame_folder(tmp_path, 2, ext)
     bad = break_it(folder)
@@ -431,16 +527,20 @@ def test_folder_errors(tmp_path):
     folder = frame_folder(tmp_path, 3, focus_distance_m=[1.0, 2.0])
     with pytest.raises(UserError) as excinfo:
         load_sequence(folder)
-    assert_user_error(excinfo, folder / "meta.json", "focus_distance_m has 2 entries", "has 3 frames")
+    assert_user_error(
+        excinfo, folder / "meta.json", "focus_distance_m has 2 entries", "has 3 frames"
+    )
 
     (folder / "meta.json").unlink()
     with pytest.raises(UserError) as excinfo:
         load_sequence(folder)
     assert_user_error(excinfo, folder / "meta.json", "missing metadata")
 
-    for path, fragment in ((tmp_path / "clip.gif", "unsupported sequence type .gif"),
-                           (folder / "0.png", "a single image is not a sequence"),
-                           (tmp_path / "nope", "sequence not found")):
+    for path, fragment in (
+        (tmp_path / "clip.gif", "unsupported sequence type .gif"),
+        (folder / "0.png", "a single image is not a sequence"),
+        (tmp_path / "nope", "sequence not found"),
+    ):
         if path.suffix == ".gif":
             path.write_bytes(b"GIF89a")
         with pytest.raises(UserError) as excinfo:
@@ -454,11 +554,10 @@ def test_folder_errors(tmp_path):
 def test_atomic_path_leaves_old_file_on_error(tmp_path):
     final = tmp_path / "depth.npy"
     final.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(final) as tmp:
-            assert tmp.suffix == ".npy" and tmp.name.startswith(".") and tmp.parent == tmp_path
-            tmp.write_bytes(b"partial")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        assert tmp.suffix == ".npy" and tmp.name.startswith(".") and tmp.parent == tmp_path
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("killed")
     assert final.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.npy"]
 
@@ -468,7 +567,9 @@ def test_failed_sequence_write_leaves_nothing_and_refuses_overwrite(tmp_path):
     with pytest.raises(ValueError, match="3 frames but 5 focus"):
         write_sequence(out, smooth_frames(3), FOCUS_M, camera_for(64))
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(UserError, match="focus_distance_m\\[0\\] is 0.01 m"):  # validated before writing
+    with pytest.raises(
+        UserError, match="focus_distance_m\\[0\\] is 0.01 m"
+    ):  # validated before writing
         write_sequence(out, smooth_frames(2), [0.01, 1.0], camera_for(64))
     assert list(tmp_path.iterdir()) == []
 
@@ -483,10 +584,9 @@ def test_failed_sequence_write_leaves_nothing_and_refuses_overwrite(tmp_path):
 
 
 def test_atomic_dir_removes_its_temporary_on_error(tmp_path):
-    with pytest.raises(KeyError):
-        with atomic_dir(tmp_path / "out") as tmp:
-            (tmp / "a.png").write_bytes(b"x")
-            raise KeyError("boom")
+    with pytest.raises(KeyError), atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.png").write_bytes(b"x")
+        raise KeyError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

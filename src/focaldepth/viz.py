@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -35,7 +36,9 @@ def _valid(depth: np.ndarray) -> np.ndarray:
         return np.isfinite(depth) & (depth > 0)
 
 
-def depth_display_range(depth_m: Any, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+def depth_display_range(
+    depth_m: Any, percentiles: tuple[float, float] = (1.0, 99.0)
+) -> tuple[float, float]:
     """One (near_m, far_m) range for a whole clip (any shape), from percentiles of the valid
     inverse depth so a few outliers do not squash the colours."""
     depth = _as_numpy(depth_m)
@@ -56,7 +59,9 @@ def _colormap_lut(cmap: str) -> np.ndarray:
     return (colormap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def colorize_depth(depth_m: Any, near_m: float, far_m: float, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+def colorize_depth(
+    depth_m: Any, near_m: float, far_m: float, cmap: str = DEFAULT_CMAP
+) -> np.ndarray:
     """Colour a depth map or clip (..., H, W) in metres → uint8 (..., H, W, 3).
 
     Inverse depth is mapped linearly from 1/far_m (colour-map start) to 1/near_m (end) and
@@ -86,8 +91,15 @@ def _nice_ticks_m(near_m: float, far_m: float, max_ticks: int = 6) -> list[float
     return [t for t in ticks if near_m - 1e-9 <= t <= far_m + 1e-9] or [near_m, far_m]
 
 
-def colorbar_image(near_m: float, far_m: float, height_px: int, *, width_px: int = 90,
-                   cmap: str = DEFAULT_CMAP, label: str = "depth (m)") -> np.ndarray:
+def colorbar_image(
+    near_m: float,
+    far_m: float,
+    height_px: int,
+    *,
+    width_px: int = 90,
+    cmap: str = DEFAULT_CMAP,
+    label: str = "depth (m)",
+) -> np.ndarray:
     """A vertical colour bar (uint8 (height_px, width_px, 3)) for :func:`colorize_depth` with
     the same range: near at the top, ticks labelled in metres at their inverse-depth place."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -125,7 +137,9 @@ def _resize_to_height(image: np.ndarray, height_px: int) -> np.ndarray:
     if image.shape[0] == height_px:
         return image
     width_px = max(1, round(image.shape[1] * height_px / image.shape[0]))
-    return np.asarray(Image.fromarray(image).resize((width_px, height_px), Image.Resampling.LANCZOS))
+    return np.asarray(
+        Image.fromarray(image).resize((width_px, height_px), Image.Resampling.LANCZOS)
+    )
 
 
 def _to_rgb8(image: Any) -> np.ndarray:
@@ -148,8 +162,13 @@ def label_image(image: np.ndarray, text: str, *, font_px: int = 14) -> np.ndarra
     return np.asarray(canvas)
 
 
-def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str] | None = None, *,
-                 height_px: int | None = None, gap_px: int = 4) -> np.ndarray:
+def side_by_side(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    *,
+    height_px: int | None = None,
+    gap_px: int = 4,
+) -> np.ndarray:
     """Panels in one row, scaled to a common height (the first image's unless given), each
     captioned when ``labels`` is given, separated by white gaps."""
     if not images:
@@ -168,9 +187,15 @@ def side_by_side(images: Sequence[np.ndarray], labels: Sequence[str] | None = No
     return np.concatenate(row, axis=1)
 
 
-def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str] | None = None, *,
-                  columns: int | None = None, tile_width_px: int | None = None,
-                  title: str | None = None, gap_px: int = 4) -> np.ndarray:
+def contact_sheet(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    *,
+    columns: int | None = None,
+    tile_width_px: int | None = None,
+    title: str | None = None,
+    gap_px: int = 4,
+) -> np.ndarray:
     """A grid of captioned tiles (all scaled to one tile size), row by row, with an optional
     title line; ``columns`` defaults to a near-square grid."""
     if not images:
@@ -181,19 +206,30 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str] | None = N
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     width_px = tile_width_px or tiles[0].shape[1]
     height_px = max(1, round(tiles[0].shape[0] * width_px / tiles[0].shape[1]))
-    resized = [np.asarray(Image.fromarray(t).resize((width_px, height_px), Image.Resampling.LANCZOS))
-               if t.shape[:2] != (height_px, width_px) else t for t in tiles]
+    resized = [
+        np.asarray(Image.fromarray(t).resize((width_px, height_px), Image.Resampling.LANCZOS))
+        if t.shape[:2] != (height_px, width_px)
+        else t
+        for t in tiles
+    ]
     if labels is not None:
         resized = [label_image(t, text) for t, text in zip(resized, labels)]
     tile_h, tile_w = resized[0].shape[:2]
     rows = math.ceil(len(resized) / columns)
     title_px = 26 if title else 0
-    sheet = np.full((title_px + rows * tile_h + (rows + 1) * gap_px, columns * tile_w + (columns + 1) * gap_px, 3),
-                    255, dtype=np.uint8)
+    sheet = np.full(
+        (
+            title_px + rows * tile_h + (rows + 1) * gap_px,
+            columns * tile_w + (columns + 1) * gap_px,
+            3,
+        ),
+        255,
+        dtype=np.uint8,
+    )
     for i, tile in enumerate(resized):
         top = title_px + gap_px + (i // columns) * (tile_h + gap_px)
         left = gap_px + (i % columns) * (tile_w + gap_px)
-        sheet[top:top + tile_h, left:left + tile_w] = tile
+        sheet[top : top + tile_h, left : left + tile_w] = tile
     if title:
         canvas = Image.fromarray(sheet)
         ImageDraw.Draw(canvas).text((gap_px + 2, 4), title, fill=(0, 0, 0), font=_font(18))
@@ -209,7 +245,11 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     return out
 
 
-def write_contact_sheet(path: str | os.PathLike[str], images: Sequence[np.ndarray],
-                        labels: Sequence[str] | None = None, **kwargs: Any) -> Path:
+def write_contact_sheet(
+    path: str | os.PathLike[str],
+    images: Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> Path:
     """:func:`contact_sheet` written as a PNG (atomically)."""
     return write_png(path, contact_sheet(images, labels, **kwargs))

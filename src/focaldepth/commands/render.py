@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -65,11 +66,15 @@ def focus_sweep_m(
         near_m, far_m = 1.0 / (1.05 / near_m), 1.0 / (0.95 / far_m)
     for flag, value in (("--focus-near", near_m), ("--focus-far", far_m)):
         if not (math.isfinite(value) and value > camera.focal_length_m):
-            raise UserError(f"{flag} {value:g} m must be finite and beyond the focal length "
-                            f"({camera.focal_length_mm:g} mm)")
+            raise UserError(
+                f"{flag} {value:g} m must be finite and beyond the focal length "
+                f"({camera.focal_length_mm:g} mm)"
+            )
     if not far_m > near_m:
-        raise UserError(f"focus sweep needs near < far, got near {near_m:g} m and far {far_m:g} m "
-                        f"(check --focus-near/--focus-far against the depth range)")
+        raise UserError(
+            f"focus sweep needs near < far, got near {near_m:g} m and far {far_m:g} m "
+            f"(check --focus-near/--focus-far against the depth range)"
+        )
     if num_frames < 1:
         raise UserError(f"--frames must be at least 1, got {num_frames}")
     return [float(v) for v in dioptric_ramp(near_m, far_m, num_frames)]
@@ -98,11 +103,17 @@ def render_sweep(
 
     height, width = depth_m.shape
     if image_rgb8.shape[:2] != (height, width):
-        raise ValueError(f"render_sweep: image {image_rgb8.shape[:2]} and depth {depth_m.shape} differ")
+        raise ValueError(
+            f"render_sweep: image {image_rgb8.shape[:2]} and depth {depth_m.shape} differ"
+        )
     if camera.image_width_px != width:
-        raise ValueError(f"render_sweep: camera.image_width_px {camera.image_width_px} != image width {width}")
+        raise ValueError(
+            f"render_sweep: camera.image_width_px {camera.image_width_px} != image width {width}"
+        )
     f_numbers = [camera.f_number] * len(focus_distance_m) if f_number is None else list(f_number)
-    image = torch.from_numpy(np.ascontiguousarray(image_rgb8)).permute(2, 0, 1)[None].float() / 255.0
+    image = (
+        torch.from_numpy(np.ascontiguousarray(image_rgb8)).permute(2, 0, 1)[None].float() / 255.0
+    )
     if linear_light:
         image = kornia.color.rgb_to_linear_rgb(image)
     depth = torch.from_numpy(np.ascontiguousarray(depth_m, dtype=np.float32))[None, None]
@@ -114,7 +125,9 @@ def render_sweep(
             stack = render_focal_stack(image, depth, focus, lens, num_layers=num_layers, psf=psf)[0]
             if linear_light:
                 stack = kornia.color.linear_rgb_to_rgb(stack.clamp(0.0, 1.0))
-            frames[start:stop] = (stack.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            frames[start:stop] = (
+                (stack.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            )
     return frames
 
 
@@ -129,15 +142,21 @@ def _chunks(f_numbers: Sequence[float], size: int) -> list[tuple[int, int]]:
     return runs
 
 
-def _sweep_from_meta(meta: SequenceMeta, meta_path: Path, ramp_flags_given: bool) -> list[float] | None:
+def _sweep_from_meta(
+    meta: SequenceMeta, meta_path: Path, ramp_flags_given: bool
+) -> list[float] | None:
     if meta.focus_distance_m is None:
         return None
     if ramp_flags_given:
-        raise UserError("has focus_distance_m; drop it or drop --focus-near/--focus-far/--frames", meta_path)
+        raise UserError(
+            "has focus_distance_m; drop it or drop --focus-near/--focus-far/--frames", meta_path
+        )
     unknown = [i for i, f in enumerate(meta.focus_distance_m) if f is None]
     if unknown:
-        raise UserError(f"focus_distance_m[{unknown[0]}] is null: rendering needs every focus distance",
-                        meta_path)
+        raise UserError(
+            f"focus_distance_m[{unknown[0]}] is null: rendering needs every focus distance",
+            meta_path,
+        )
     return [float(f) for f in meta.focus_distance_m if f is not None]
 
 
@@ -161,7 +180,12 @@ def render_sweep_from_rgbd(
 
     Everything is validated before rendering, and the folder appears only when complete.
     """
-    rgb_file, depth_file, meta_file, out = Path(rgb_path), Path(depth_path), Path(meta_path), Path(out_dir)
+    rgb_file, depth_file, meta_file, out = (
+        Path(rgb_path),
+        Path(depth_path),
+        Path(meta_path),
+        Path(out_dir),
+    )
     if out.exists() and not out.is_dir():
         raise UserError("output exists and is not a folder", out)
     if is_nonempty_dir(out) and not overwrite:
@@ -177,33 +201,65 @@ def render_sweep_from_rgbd(
     if depth_raw.ndim != 2:
         raise UserError(f"expected one (H, W) depth map, got shape {depth_raw.shape}", depth_file)
     if depth_raw.shape != image.shape[:2]:
-        raise UserError(f"depth is {depth_raw.shape[1]}x{depth_raw.shape[0]} but the RGB image "
-                        f"{rgb_file.name} is {image.shape[1]}x{image.shape[0]}", depth_file)
+        raise UserError(
+            f"depth is {depth_raw.shape[1]}x{depth_raw.shape[0]} but the RGB image "
+            f"{rgb_file.name} is {image.shape[1]}x{image.shape[0]}",
+            depth_file,
+        )
     depth_m, filled = fill_invalid_depth(depth_raw, depth_file)
     camera = meta.camera(image.shape[1])
 
     ramp_flags = focus_near_m is not None or focus_far_m is not None or num_frames is not None
     focus_m = _sweep_from_meta(meta, meta_file, ramp_flags)
     if focus_m is None:
-        frames_wanted = num_frames or (len(meta.f_number) if isinstance(meta.f_number, list) else DEFAULT_NUM_FRAMES)
-        focus_m = focus_sweep_m(depth_m, camera, focus_near_m=focus_near_m, focus_far_m=focus_far_m,
-                                num_frames=frames_wanted)
+        frames_wanted = num_frames or (
+            len(meta.f_number) if isinstance(meta.f_number, list) else DEFAULT_NUM_FRAMES
+        )
+        focus_m = focus_sweep_m(
+            depth_m,
+            camera,
+            focus_near_m=focus_near_m,
+            focus_far_m=focus_far_m,
+            num_frames=frames_wanted,
+        )
     f_numbers = meta.f_numbers(len(focus_m))
     if len(f_numbers) != len(focus_m):
-        raise UserError(f"f_number lists {len(f_numbers)} values but the sweep has {len(focus_m)} frames",
-                        meta_file)
+        raise UserError(
+            f"f_number lists {len(f_numbers)} values but the sweep has {len(focus_m)} frames",
+            meta_file,
+        )
+    if meta.timestamps_s is not None and len(meta.timestamps_s) != len(focus_m):
+        raise UserError(
+            f"timestamps_s lists {len(meta.timestamps_s)} values but the sweep has {len(focus_m)} frames",
+            meta_file,
+        )
 
-    frames = render_sweep(image, depth_m, camera, focus_m, f_number=f_numbers, psf=psf,
-                          num_layers=num_layers, linear_light=linear_light)
+    frames = render_sweep(
+        image,
+        depth_m,
+        camera,
+        focus_m,
+        f_number=f_numbers,
+        psf=psf,
+        num_layers=num_layers,
+        linear_light=linear_light,
+    )
     render_info: dict[str, Any] = {
-        "rgb": str(rgb_file), "depth": str(depth_file), "psf": psf, "num_layers": num_layers,
-        "linear_light": linear_light, "depth_filled_fraction": round(float(filled.mean()), 6),
+        "rgb": str(rgb_file),
+        "depth": str(depth_file),
+        "psf": psf,
+        "num_layers": num_layers,
+        "linear_light": linear_light,
+        "depth_filled_fraction": round(float(filled.mean()), 6),
     }
     extra = {**meta.extra, "render": render_info}
     return write_sequence(
-        out, frames, focus_m, camera,
+        out,
+        frames,
+        focus_m,
+        camera,
         f_number=meta.f_number if isinstance(meta.f_number, list) else None,
-        timestamps_s=meta.timestamps_s if meta.timestamps_s and len(meta.timestamps_s) == len(focus_m) else None,
+        timestamps_s=meta.timestamps_s,
         depth_m=depth_m,
         source=meta.source or f"focaldepth render {rgb_file.name} {depth_file.name}",
         extra_meta=extra,
@@ -221,25 +277,61 @@ def register(app: typer.Typer) -> None:
 
     @app.command("render")
     def render_command(
-        rgb: Path = typer.Argument(..., help="All-in-focus RGB image (png/jpg/tif)."),
-        depth: Path = typer.Argument(..., help="Depth: 16-bit PNG in mm (0 = invalid), .npy/.npz in m, or .exr."),
-        meta: Path = typer.Option(..., "--meta", help="JSON with focal_length_mm, f_number, sensor_width_mm "
-                                  "[, focus_distance_m]."),
-        out: Path = typer.Option(..., "--out", help="Output sequence folder."),
-        focus_near: float = typer.Option(None, "--focus-near", help="Nearest focus distance (m) of the ramp."),
-        focus_far: float = typer.Option(None, "--focus-far", help="Farthest focus distance (m) of the ramp."),
-        frames: int = typer.Option(None, "--frames", help=f"Frames in the ramp (default {DEFAULT_NUM_FRAMES})."),
-        psf: PsfChoice = typer.Option(PsfChoice.disk, "--psf", help="Point-spread function."),
-        layers: int = typer.Option(24, "--layers", help="Depth layers of the renderer."),
-        video: bool = typer.Option(False, "--video", help=f"Also write {VIDEO_NAME} (+ sidecar) in the folder."),
-        fps: float = typer.Option(10.0, "--fps", help="Frame rate of the video."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+        rgb: Annotated[Path, typer.Argument(help="All-in-focus RGB image (png/jpg/tif).")],
+        depth: Annotated[
+            Path,
+            typer.Argument(help="Depth: 16-bit PNG in mm (0 = invalid), .npy/.npz in m, or .exr."),
+        ],
+        meta: Annotated[
+            Path,
+            typer.Option(
+                "--meta",
+                help="JSON with focal_length_mm, f_number, sensor_width_mm [, focus_distance_m].",
+            ),
+        ],
+        out: Annotated[Path, typer.Option("--out", help="Output sequence folder.")],
+        focus_near: Annotated[
+            float | None,
+            typer.Option("--focus-near", help="Nearest focus distance (m) of the ramp."),
+        ] = None,
+        focus_far: Annotated[
+            float | None,
+            typer.Option("--focus-far", help="Farthest focus distance (m) of the ramp."),
+        ] = None,
+        frames: Annotated[
+            int | None,
+            typer.Option("--frames", help=f"Frames in the ramp (default {DEFAULT_NUM_FRAMES})."),
+        ] = None,
+        psf: Annotated[
+            PsfChoice, typer.Option("--psf", help="Point-spread function.")
+        ] = PsfChoice.disk,
+        layers: Annotated[int, typer.Option("--layers", help="Depth layers of the renderer.")] = 24,
+        video: Annotated[
+            bool,
+            typer.Option("--video", help=f"Also write {VIDEO_NAME} (+ sidecar) in the folder."),
+        ] = False,
+        fps: Annotated[float, typer.Option("--fps", help="Frame rate of the video.")] = 10.0,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace a non-empty output folder.")
+        ] = False,
     ) -> None:
         """Render a focus sweep from an RGB-D image into a sequence folder."""
         folder = render_sweep_from_rgbd(
-            rgb, depth, meta, out, focus_near_m=focus_near, focus_far_m=focus_far, num_frames=frames,
-            psf=psf.value, num_layers=layers, video=video, video_fps=fps, overwrite=overwrite,
+            rgb,
+            depth,
+            meta,
+            out,
+            focus_near_m=focus_near,
+            focus_far_m=focus_far,
+            num_frames=frames,
+            psf=psf.value,
+            num_layers=layers,
+            video=video,
+            video_fps=fps,
+            overwrite=overwrite,
         )
         count = len([p for p in folder.iterdir() if p.suffix == ".png"])
-        typer.echo(f"wrote {count} frames, meta.json and depth.npy to {folder}"
-                   + (f" (and {VIDEO_NAME})" if video else ""))
+        typer.echo(
+            f"wrote {count} frames, meta.json and depth.npy to {folder}"
+            + (f" (and {VIDEO_NAME})" if video else "")
+        )

@@ -16,8 +16,9 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from focaldepth.errors import UserError
 
@@ -77,7 +78,10 @@ def format_json(obj: Any) -> str:
     """JSON with one top-level key per line and each value on that line (per-frame lists
     stay one readable line each). Strict: NaN/inf are refused, they are not JSON."""
     if isinstance(obj, dict) and obj:
-        lines = [f"  {json.dumps(str(key))}: {json.dumps(value, allow_nan=False)}" for key, value in obj.items()]
+        lines = [
+            f"  {json.dumps(str(key))}: {json.dumps(value, allow_nan=False)}"
+            for key, value in obj.items()
+        ]
         return "{\n" + ",\n".join(lines) + "\n}\n"
     return json.dumps(obj, allow_nan=False) + "\n"
 

@@ -60,7 +60,9 @@ def write_depth(path: str | os.PathLike[str], depth_m: np.ndarray) -> Path:
     depth = np.asarray(depth_m, dtype=np.float32)
     suffix = out.suffix.lower()
     if depth.ndim not in (2, 3):
-        raise ValueError(f"write_depth: expected (H, W) or (S, H, W) metres, got shape {depth.shape}")
+        raise ValueError(
+            f"write_depth: expected (H, W) or (S, H, W) metres, got shape {depth.shape}"
+        )
     with atomic_path(out) as tmp:
         if suffix == ".npy":
             np.save(tmp, depth)
@@ -68,15 +70,22 @@ def write_depth(path: str | os.PathLike[str], depth_m: np.ndarray) -> Path:
             np.savez_compressed(tmp, depth_m=depth)
         elif suffix == ".png":
             if depth.ndim != 2:
-                raise UserError(f"a 16-bit depth PNG holds one (H, W) map, got shape {depth.shape}", out)
+                raise UserError(
+                    f"a 16-bit depth PNG holds one (H, W) map, got shape {depth.shape}", out
+                )
             Image.fromarray(depth_to_png16(depth)).save(tmp, format="PNG")
         elif suffix == ".exr":
             if depth.ndim != 2:
-                raise UserError(f"an EXR depth map holds one (H, W) map, got shape {depth.shape}", out)
+                raise UserError(
+                    f"an EXR depth map holds one (H, W) map, got shape {depth.shape}", out
+                )
             _write_exr(tmp, depth)
         else:
-            raise UserError(f"unsupported depth format {suffix or '(none)'}; use one of "
-                            f"{', '.join(DEPTH_EXTENSIONS)}", out)
+            raise UserError(
+                f"unsupported depth format {suffix or '(none)'}; use one of "
+                f"{', '.join(DEPTH_EXTENSIONS)}",
+                out,
+            )
     return out
 
 
@@ -89,8 +98,11 @@ def read_depth(path: str | os.PathLike[str]) -> np.ndarray:
     src = Path(path)
     suffix = src.suffix.lower()
     if suffix not in DEPTH_EXTENSIONS:
-        raise UserError(f"unsupported depth format {suffix or '(none)'}; use one of "
-                        f"{', '.join(DEPTH_EXTENSIONS)} (a 16-bit PNG in millimetres, or metres)", src)
+        raise UserError(
+            f"unsupported depth format {suffix or '(none)'}; use one of "
+            f"{', '.join(DEPTH_EXTENSIONS)} (a 16-bit PNG in millimetres, or metres)",
+            src,
+        )
     if not src.is_file():
         raise UserError("depth file not found", src)
     if suffix == ".png":
@@ -112,7 +124,9 @@ def _squeeze_to_maps(depth: np.ndarray, src: Path) -> np.ndarray:
     if depth.ndim == 3 and depth.shape[0] == 1:
         depth = depth[0]
     if depth.ndim not in (2, 3) or min(depth.shape) == 0:
-        raise UserError(f"expected a depth map of shape (H, W) or (S, H, W), got {depth.shape}", src)
+        raise UserError(
+            f"expected a depth map of shape (H, W) or (S, H, W), got {depth.shape}", src
+        )
     return depth
 
 
@@ -125,8 +139,11 @@ def _read_png16(src: Path) -> np.ndarray:
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
         raise UserError(f"cannot read depth PNG: {error}", src) from None
     if mode not in ("I;16", "I;16B", "I;16L", "I"):
-        raise UserError(f"depth PNG must be single-channel 16-bit (millimetres), got mode {mode} "
-                        f"(8-bit or colour PNGs are not depth)", src)
+        raise UserError(
+            f"depth PNG must be single-channel 16-bit (millimetres), got mode {mode} "
+            f"(8-bit or colour PNGs are not depth)",
+            src,
+        )
     if mode == "I" and (pixels.min() < 0 or pixels.max() > 65535):
         raise UserError("depth PNG values are outside 0..65535 millimetres", src)
     return png16_to_depth(pixels.astype(np.uint16))
@@ -137,9 +154,14 @@ def _read_numpy(src: Path) -> np.ndarray:
         if src.suffix.lower() == ".npz":
             with np.load(src, allow_pickle=False) as archive:
                 keys = list(archive.keys())
-                key = next((k for k in ("depth_m", "depth") if k in keys), keys[0] if len(keys) == 1 else None)
+                key = next(
+                    (k for k in ("depth_m", "depth") if k in keys),
+                    keys[0] if len(keys) == 1 else None,
+                )
                 if key is None:
-                    raise UserError(f"archive has arrays {keys}; expected one named 'depth_m' or 'depth'", src)
+                    raise UserError(
+                        f"archive has arrays {keys}; expected one named 'depth_m' or 'depth'", src
+                    )
                 depth = archive[key]
         else:
             depth = np.load(src, allow_pickle=False)
@@ -149,8 +171,11 @@ def _read_numpy(src: Path) -> np.ndarray:
         raise UserError(f"cannot read depth array: {error}", src) from None
     if not isinstance(depth, np.ndarray) or not np.issubdtype(depth.dtype, np.floating):
         dtype = getattr(depth, "dtype", type(depth).__name__)
-        raise UserError(f"depth array must be floating-point metres, got {dtype} "
-                        f"(integer millimetres belong in a 16-bit .png)", src)
+        raise UserError(
+            f"depth array must be floating-point metres, got {dtype} "
+            f"(integer millimetres belong in a 16-bit .png)",
+            src,
+        )
     return depth
 
 
@@ -176,8 +201,11 @@ def _read_exr(src: Path) -> np.ndarray:
     if name is None and len(channels) == 1:
         name = next(iter(channels))
     if name is None:
-        raise UserError(f"no depth channel among {sorted(channels)}; expected one of "
-                        f"{', '.join(EXR_DEPTH_CHANNELS)}", src)
+        raise UserError(
+            f"no depth channel among {sorted(channels)}; expected one of "
+            f"{', '.join(EXR_DEPTH_CHANNELS)}",
+            src,
+        )
     return np.asarray(channels[name], dtype=np.float32)
 
 

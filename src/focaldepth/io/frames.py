@@ -7,12 +7,13 @@ Decoding problems become :class:`UserError` naming the file.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,13 +24,22 @@ from focaldepth.io.atomic import TMP_MARKER, atomic_path
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi")
 # Pillow raises these for missing, truncated or garbled image files.
-_IMAGE_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError)
+_IMAGE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
 
 
 def natural_key(name: str) -> tuple:
     """Sort key that orders embedded numbers by value: 2.jpg < 10.jpg."""
-    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part.lower())
-                 for part in re.split(r"(\d+)", name) if part)
+    return tuple(
+        (0, int(part), part) if part.isdigit() else (1, 0, part.lower())
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
 
 
 # --- single images -------------------------------------------------------------------------
@@ -45,7 +55,9 @@ def _to_rgb8(image: Image.Image, path: Path) -> np.ndarray:
         grey8 = (grey16 >> 8).astype(np.uint8)  # 16-bit grey: keep the top 8 bits
         return np.repeat(grey8[..., None], 3, axis=2)
     if mode == "F":
-        raise UserError("floating-point images are not frames (expected 8- or 16-bit grey/RGB)", path)
+        raise UserError(
+            "floating-point images are not frames (expected 8- or 16-bit grey/RGB)", path
+        )
     return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy (torch warns otherwise)
 
 
@@ -74,15 +86,23 @@ def image_size_hw(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def write_image(path: str | os.PathLike[str], image_rgb8: np.ndarray, *, compress_level: int = 3) -> Path:
+def write_image(
+    path: str | os.PathLike[str], image_rgb8: np.ndarray, *, compress_level: int = 3
+) -> Path:
     """Write a uint8 (H, W, 3) or (H, W) image atomically (format from the extension)."""
     out = Path(path)
     array = np.asarray(image_rgb8)
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
-        raise ValueError(f"write_image: expected uint8 (H, W[, 3]), got {array.dtype} {array.shape}")
+        raise ValueError(
+            f"write_image: expected uint8 (H, W[, 3]), got {array.dtype} {array.shape}"
+        )
     with atomic_path(out) as tmp:
-        options = {"compress_level": compress_level} if out.suffix.lower() == ".png" else {"quality": 95}
-        Image.fromarray(array).save(tmp, format=Image.registered_extensions()[out.suffix.lower()], **options)
+        options = (
+            {"compress_level": compress_level} if out.suffix.lower() == ".png" else {"quality": 95}
+        )
+        Image.fromarray(array).save(
+            tmp, format=Image.registered_extensions()[out.suffix.lower()], **options
+        )
     return out
 
 
@@ -100,22 +120,33 @@ def list_frame_files(folder: Path) -> list[Path]:
             continue
         if entry.suffix.lower() in IMAGE_EXTENSIONS:
             frames.append(entry)
-        elif entry.suffix.lower() not in (".json", ".npy", ".npz", ".exr", ".txt", ".md") + VIDEO_EXTENSIONS:
+        elif (
+            entry.suffix.lower()
+            not in (".json", ".npy", ".npz", ".exr", ".txt", ".md") + VIDEO_EXTENSIONS
+        ):
             other.append(entry)
     if not frames:
         hint = ""
         if other:
             kinds = sorted({p.suffix.lower() or "(none)" for p in other})
             hint = f"; found {len(other)} file(s) with unsupported extension(s) {', '.join(kinds)}"
-        raise UserError(f"no frames in folder (expected {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} "
-                        f"images){hint}", folder)
+        raise UserError(
+            f"no frames in folder (expected {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} "
+            f"images){hint}",
+            folder,
+        )
     return sorted(frames, key=lambda p: natural_key(p.name))
 
 
-def check_same_size(path: Path, size_hw: tuple[int, int], first_size_hw: tuple[int, int], first: Path) -> None:
+def check_same_size(
+    path: Path, size_hw: tuple[int, int], first_size_hw: tuple[int, int], first: Path
+) -> None:
     if size_hw != first_size_hw:
-        raise UserError(f"frame size {size_hw[1]}x{size_hw[0]} differs from {first_size_hw[1]}x"
-                        f"{first_size_hw[0]} of the first frame ({first.name}); all frames must match", path)
+        raise UserError(
+            f"frame size {size_hw[1]}x{size_hw[0]} differs from {first_size_hw[1]}x"
+            f"{first_size_hw[0]} of the first frame ({first.name}); all frames must match",
+            path,
+        )
 
 
 def iter_folder_frames(files: Sequence[Path]) -> Iterator[np.ndarray]:
@@ -181,20 +212,30 @@ def iter_video_frames(path: str | os.PathLike[str]) -> Iterator[tuple[float, np.
                 if first_size is None:
                     first_size = image.shape[:2]
                 elif image.shape[:2] != first_size:
-                    raise UserError(f"frame {count} is {image.shape[1]}x{image.shape[0]} but earlier "
-                                    f"frames are {first_size[1]}x{first_size[0]}", src)
+                    raise UserError(
+                        f"frame {count} is {image.shape[1]}x{image.shape[0]} but earlier "
+                        f"frames are {first_size[1]}x{first_size[0]}",
+                        src,
+                    )
                 count += 1
                 yield float(time_s), image
         except errors as error:
-            raise UserError(f"video is corrupt or truncated after {count} frame(s): {error}", src) from None
+            raise UserError(
+                f"video is corrupt or truncated after {count} frame(s): {error}", src
+            ) from None
         if declared and count < declared:
             raise UserError(f"video is truncated: decoded {count} of {declared} frames", src)
         if count == 0:
             raise UserError("video has no frames", src)
 
 
-def probe_video(path: str | os.PathLike[str]) -> tuple[int, tuple[int, int]]:
-    """(frame count, (H, W)) from the container without decoding pixels (counts packets)."""
+def probe_video(path: str | os.PathLike[str]) -> tuple[list[float], tuple[int, int]]:
+    """Frame times (s, display order) and (H, W) from the container without decoding pixels.
+
+    Times are the packets' presentation stamps, sorted (packets come in decode order);
+    AVI or packets without stamps fall back to index / frame rate, as in
+    :func:`iter_video_frames`. Truncation inside a packet is only found by decoding.
+    """
     import av
 
     src = Path(path)
@@ -207,14 +248,24 @@ def probe_video(path: str | os.PathLike[str]) -> tuple[int, tuple[int, int]]:
                 raise UserError("file has no video stream", src)
             stream = container.streams.video[0]
             size_hw = (stream.codec_context.height, stream.codec_context.width)
-            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            rate = stream.average_rate or stream.guessed_rate
+            stamps = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+            time_base = stream.time_base
     except UserError:
         raise
     except errors as error:
         raise UserError(f"cannot read video (corrupt or truncated?): {error}", src) from None
-    if count == 0:
+    if not stamps:
         raise UserError("video has no frames", src)
-    return count, size_hw
+    usable = src.suffix.lower() != ".avi" and time_base is not None and None not in stamps
+    if usable:
+        times_s = [float(pts * time_base) for pts in sorted(stamps)]
+        usable = all(b > a for a, b in itertools.pairwise(times_s))
+    if not usable:
+        if rate is None:
+            raise UserError("video frames have no usable timestamps or frame rate", src)
+        times_s = [float(i / Fraction(rate)) for i in range(len(stamps))]
+    return times_s, size_hw
 
 
 def even_crop(image: np.ndarray) -> np.ndarray:
@@ -243,8 +294,11 @@ def write_video(
 
     out = Path(path)
     if out.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise UserError(f"unsupported video extension {out.suffix or '(none)'}; use one of "
-                        f"{', '.join(VIDEO_EXTENSIONS)}", out)
+        raise UserError(
+            f"unsupported video extension {out.suffix or '(none)'}; use one of "
+            f"{', '.join(VIDEO_EXTENSIONS)}",
+            out,
+        )
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"write_video: fps must be positive, got {fps}")
     rate = Fraction(fps).limit_denominator(1001)
@@ -266,12 +320,18 @@ def write_video(
                     stored_hw = image.shape[:2]
                     stream.height, stream.width = stored_hw
                 elif image.shape[:2] != stored_hw:
-                    raise ValueError(f"write_video: frame {index} has size {image.shape[:2]}, "
-                                     f"expected {stored_hw}")
-                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                    raise ValueError(
+                        f"write_video: frame {index} has size {image.shape[:2]}, "
+                        f"expected {stored_hw}"
+                    )
+                video_frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(image), format="rgb24"
+                )
                 pts = index if timestamps_s is None else _pts(timestamps_s, index, time_base, out)
                 if pts <= last_pts:
-                    raise UserError(f"timestamps_s[{index}] does not increase at time base {time_base}", out)
+                    raise UserError(
+                        f"timestamps_s[{index}] does not increase at time base {time_base}", out
+                    )
                 video_frame.pts, video_frame.time_base, last_pts = pts, time_base, pts
                 container.mux(stream.encode(video_frame))
             if stored_hw is None:
@@ -284,7 +344,9 @@ def write_video(
 def _check_frame(frame: np.ndarray, index: int) -> np.ndarray:
     array = np.asarray(frame)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"write_video: frame {index} must be uint8 (H, W, 3), got {array.dtype} {array.shape}")
+        raise ValueError(
+            f"write_video: frame {index} must be uint8 (H, W, 3), got {array.dtype} {array.shape}"
+        )
     return array
 
 
@@ -294,6 +356,9 @@ def _pts(timestamps_s: Sequence[float], index: int, time_base: Fraction, out: Pa
     ticks = float(timestamps_s[index]) / float(time_base)
     pts = round(ticks)
     if abs(ticks - pts) > 1e-3:
-        raise UserError(f"timestamps_s[{index}] = {timestamps_s[index]} is not on this container's "
-                        f"time grid ({time_base} s); use .mp4/.mkv for variable frame timing", out)
+        raise UserError(
+            f"timestamps_s[{index}] = {timestamps_s[index]} is not on this container's "
+            f"time grid ({time_base} s); use .mp4/.mkv for variable frame timing",
+            out,
+        )
     return pts

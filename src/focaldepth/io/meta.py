@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from focaldepth.errors import UserError
 from focaldepth.optics import Camera
@@ -58,8 +59,11 @@ class SequenceMeta:
     @property
     def num_frames(self) -> int | None:
         """Frame count implied by the per-frame lists, or None if there are none."""
-        for values in (self.focus_distance_m, self.timestamps_s,
-                       self.f_number if isinstance(self.f_number, list) else None):
+        for values in (
+            self.focus_distance_m,
+            self.timestamps_s,
+            self.f_number if isinstance(self.f_number, list) else None,
+        ):
             if values is not None:
                 return len(values)
         return None
@@ -73,14 +77,18 @@ class SequenceMeta:
     def camera(self, image_width_px: int, frame_index: int = 0) -> Camera:
         """The camera of frame ``frame_index`` for a stored image ``image_width_px`` wide."""
         f_number = self.f_number[frame_index] if isinstance(self.f_number, list) else self.f_number
-        return Camera(self.focal_length_mm, float(f_number), self.sensor_width_mm, int(image_width_px))
+        return Camera(
+            self.focal_length_mm, float(f_number), self.sensor_width_mm, int(image_width_px)
+        )
 
     def check_num_frames(self, num_frames: int, frames_where: object) -> None:
         """Raise unless every per-frame list has ``num_frames`` entries (``frames_where``
         names what was counted, e.g. the folder or video)."""
-        for key, values in (("focus_distance_m", self.focus_distance_m),
-                            ("timestamps_s", self.timestamps_s),
-                            ("f_number", self.f_number if isinstance(self.f_number, list) else None)):
+        for key, values in (
+            ("focus_distance_m", self.focus_distance_m),
+            ("timestamps_s", self.timestamps_s),
+            ("f_number", self.f_number if isinstance(self.f_number, list) else None),
+        ):
             if values is not None and len(values) != num_frames:
                 raise UserError(
                     f"{key} has {len(values)} entries but {frames_where} has {num_frames} frames",
@@ -124,8 +132,9 @@ def read_meta(path: str | os.PathLike[str], *, require_focus: bool = True) -> Se
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
-        raise UserError(f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}",
-                        meta_path) from None
+        raise UserError(
+            f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}", meta_path
+        ) from None
     return validate_meta(raw, meta_path, require_focus=require_focus)
 
 
@@ -133,8 +142,10 @@ def validate_meta(raw: Any, where: object = None, *, require_focus: bool = True)
     """Validate an already-parsed metadata dictionary; ``where`` names it in errors."""
     where_path = None if where is None else Path(str(where))
     if not isinstance(raw, dict):
-        raise UserError(f"expected a JSON object with camera and focus keys, got {type(raw).__name__}",
-                        where_path)
+        raise UserError(
+            f"expected a JSON object with camera and focus keys, got {type(raw).__name__}",
+            where_path,
+        )
     missing = [key for key in ("focal_length_mm", "f_number", "sensor_width_mm") if key not in raw]
     if require_focus and "focus_distance_m" not in raw and "focus_distance_diopters" not in raw:
         missing.append("focus_distance_m (or focus_distance_diopters)")
@@ -145,7 +156,9 @@ def validate_meta(raw: Any, where: object = None, *, require_focus: bool = True)
     sensor_width_mm = _positive_number(raw["sensor_width_mm"], "sensor_width_mm", where_path)
     f_number: float | list[float]
     if isinstance(raw["f_number"], list):
-        f_number = [_positive_number(v, f"f_number[{i}]", where_path) for i, v in enumerate(raw["f_number"])]
+        f_number = [
+            _positive_number(v, f"f_number[{i}]", where_path) for i, v in enumerate(raw["f_number"])
+        ]
         if not f_number:
             raise UserError("f_number is an empty list", where_path)
     else:
@@ -167,10 +180,15 @@ def validate_meta(raw: Any, where: object = None, *, require_focus: bool = True)
         extra={k: v for k, v in raw.items() if k not in KNOWN_KEYS},
         path=where_path,
     )
-    lengths = {key: len(v) for key, v in (("focus_distance_m", focus_distance_m),
-                                          ("timestamps_s", timestamps_s),
-                                          ("f_number", f_number if isinstance(f_number, list) else None))
-               if v is not None}
+    lengths = {
+        key: len(v)
+        for key, v in (
+            ("focus_distance_m", focus_distance_m),
+            ("timestamps_s", timestamps_s),
+            ("f_number", f_number if isinstance(f_number, list) else None),
+        )
+        if v is not None
+    }
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise UserError(f"per-frame lists differ in length: {listed}", where_path)
@@ -194,7 +212,9 @@ def _optional_list(raw: dict[str, Any], key: str, where: Path | None) -> list[fl
         return None
     values = raw[key]
     if not isinstance(values, list):
-        raise UserError(f"{key} must be a list with one entry per frame, got {type(values).__name__}", where)
+        raise UserError(
+            f"{key} must be a list with one entry per frame, got {type(values).__name__}", where
+        )
     out: list[float | None] = []
     for i, value in enumerate(values):
         if value is None:
@@ -204,29 +224,44 @@ def _optional_list(raw: dict[str, Any], key: str, where: Path | None) -> list[fl
     return out
 
 
-def _focus_in_metres(raw: dict[str, Any], focal_length_mm: float, where: Path | None) -> list[float | None] | None:
+def _focus_in_metres(
+    raw: dict[str, Any], focal_length_mm: float, where: Path | None
+) -> list[float | None] | None:
     """The focus list in metres, from either key, checked to be beyond the focal length."""
     metres = _optional_list(raw, "focus_distance_m", where)
     diopters = _optional_list(raw, "focus_distance_diopters", where)
     from_diopters = None if diopters is None else [None if d is None else 1.0 / d for d in diopters]
     if metres is not None and from_diopters is not None:
         if len(metres) != len(from_diopters):
-            raise UserError(f"focus_distance_m has {len(metres)} entries but focus_distance_diopters "
-                            f"has {len(from_diopters)}", where)
+            raise UserError(
+                f"focus_distance_m has {len(metres)} entries but focus_distance_diopters "
+                f"has {len(from_diopters)}",
+                where,
+            )
         for i, (m, from_d) in enumerate(zip(metres, from_diopters)):
             if (m is None) != (from_d is None) or (
                 m is not None and not math.isclose(m, from_d, rel_tol=FOCUS_AGREEMENT_RTOL)
             ):
-                raise UserError(f"focus_distance_m[{i}] = {m} disagrees with focus_distance_diopters[{i}] = "
-                                f"{diopters[i]} (give one of the two)", where)
-    key, focus = ("focus_distance_m", metres) if metres is not None else ("focus_distance_diopters", from_diopters)
+                raise UserError(
+                    f"focus_distance_m[{i}] = {m} disagrees with focus_distance_diopters[{i}] = "
+                    f"{diopters[i]} (give one of the two)",
+                    where,
+                )
+    key, focus = (
+        ("focus_distance_m", metres)
+        if metres is not None
+        else ("focus_distance_diopters", from_diopters)
+    )
     if focus is None:
         return None
     focal_length_m = focal_length_mm * 1e-3
     for i, focus_m in enumerate(focus):
         if focus_m is not None and focus_m <= focal_length_m:
-            raise UserError(f"{key}[{i}] is {focus_m:g} m, not beyond the focal length "
-                            f"({focal_length_mm:g} mm): a thin lens cannot focus there", where)
+            raise UserError(
+                f"{key}[{i}] is {focus_m:g} m, not beyond the focal length "
+                f"({focal_length_mm:g} mm): a thin lens cannot focus there",
+                where,
+            )
     return focus
 
 
@@ -234,13 +269,18 @@ def _timestamps(values: Any, where: Path | None) -> list[float] | None:
     if values is None:
         return None
     if not isinstance(values, list):
-        raise UserError(f"timestamps_s must be a list with one entry per frame, got {type(values).__name__}", where)
+        raise UserError(
+            f"timestamps_s must be a list with one entry per frame, got {type(values).__name__}",
+            where,
+        )
     out: list[float] = []
     for i, value in enumerate(values):
         if not _is_number(value) or not math.isfinite(value):
             raise UserError(f"timestamps_s[{i}] must be a finite number, got {value!r}", where)
         if out and value <= out[-1]:
-            raise UserError(f"timestamps_s must increase strictly: entry {i} ({value}) follows {out[-1]}", where)
+            raise UserError(
+                f"timestamps_s must increase strictly: entry {i} ({value}) follows {out[-1]}", where
+            )
         out.append(float(value))
     return out
 
@@ -259,11 +299,14 @@ def make_meta(
     number_or_list = camera.f_number if f_number is None else f_number
     raw: dict[str, Any] = {
         "focal_length_mm": float(camera.focal_length_mm),
-        "f_number": [float(v) for v in number_or_list] if isinstance(number_or_list, (list, tuple))
+        "f_number": [float(v) for v in number_or_list]
+        if isinstance(number_or_list, (list, tuple))
         else float(number_or_list),
         "sensor_width_mm": float(camera.sensor_width_mm),
         # NaN is how arrays spell "unknown"; JSON spells it null
-        "focus_distance_m": [None if v is None or math.isnan(float(v)) else float(v) for v in focus_distance_m],
+        "focus_distance_m": [
+            None if v is None or math.isnan(float(v)) else float(v) for v in focus_distance_m
+        ],
     }
     if timestamps_s is not None:
         raw["timestamps_s"] = [float(t) for t in timestamps_s]

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 import os
-from fractions import Fraction
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -79,7 +80,9 @@ class FocusSequence:
 
     def focus_array_m(self) -> np.ndarray:
         """Focus distances as float64 (S,), NaN where unknown."""
-        return np.array([math.nan if f is None else f for f in self.focus_distance_m], dtype=np.float64)
+        return np.array(
+            [math.nan if f is None else f for f in self.focus_distance_m], dtype=np.float64
+        )
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Every frame as uint8 (H, W, 3), in order; streams from disk when lazy."""
@@ -95,20 +98,26 @@ class FocusSequence:
         count = 0
         for image in stream:
             if count >= len(self):
-                raise UserError(f"has more frames than the {len(self)} focus entries", self.source_path)
+                raise UserError(
+                    f"has more frames than the {len(self)} focus entries", self.source_path
+                )
             check_same_size(self.source_path, image.shape[:2], self.size_hw, self.source_path)
             count += 1
             yield image
         if count != len(self):
-            raise UserError(f"decoded {count} frames but the metadata lists {len(self)}", self.source_path)
+            raise UserError(
+                f"decoded {count} frames but the metadata lists {len(self)}", self.source_path
+            )
 
-    def load(self) -> "FocusSequence":
+    def load(self) -> FocusSequence:
         """This sequence with every frame decoded into memory."""
         if self.frames is not None:
             return self
-        return replace(self, frames=_stack(self.iter_frames(), len(self), self.size_hw, self.source_path))
+        return replace(
+            self, frames=_stack(self.iter_frames(), len(self), self.size_hw, self.source_path)
+        )
 
-    def to_tensors(self) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    def to_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The project's tensor layout: stack (1, S, 3, H, W) float32 in [0, 1], focus
         (1, S) metres (NaN = unknown), camera (1, 3) = [focal_length_m, f_number, pixel_pitch_m]
         (frame 0's f-number)."""
@@ -116,10 +125,14 @@ class FocusSequence:
 
         frames = self.load().frames
         assert frames is not None
-        stack = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        stack = (
+            torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        )
         focus = torch.from_numpy(self.focus_array_m()).float()[None]
-        camera = torch.tensor([[self.camera.focal_length_m, self.camera.f_number, self.camera.pixel_pitch_m]],
-                              dtype=torch.float32)
+        camera = torch.tensor(
+            [[self.camera.focal_length_m, self.camera.f_number, self.camera.pixel_pitch_m]],
+            dtype=torch.float32,
+        )
         return stack[None], focus, camera
 
 
@@ -127,7 +140,10 @@ class FocusSequence:
 
 
 def load_sequence(
-    path: str | os.PathLike[str], meta_path: str | os.PathLike[str] | None = None, *, lazy: bool = False
+    path: str | os.PathLike[str],
+    meta_path: str | os.PathLike[str] | None = None,
+    *,
+    lazy: bool = False,
 ) -> FocusSequence:
     """Load and validate a sequence folder or video (see the module docstring).
 
@@ -142,18 +158,27 @@ def load_sequence(
         return _load_folder(src, Path(meta_path) if meta_path else src / META_NAME, lazy=lazy)
     suffix = src.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
-        return _load_video(src, Path(meta_path) if meta_path else src.with_suffix(".json"), lazy=lazy)
+        return _load_video(
+            src, Path(meta_path) if meta_path else src.with_suffix(".json"), lazy=lazy
+        )
     if suffix in IMAGE_EXTENSIONS:
-        raise UserError("a single image is not a sequence: pass the folder that holds the frames", src)
-    raise UserError(f"unsupported sequence type {suffix or '(no extension)'}: expected a folder of "
-                    f"{'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} images or a "
-                    f"{'/'.join(e[1:] for e in VIDEO_EXTENSIONS)} video", src)
+        raise UserError(
+            "a single image is not a sequence: pass the folder that holds the frames", src
+        )
+    raise UserError(
+        f"unsupported sequence type {suffix or '(no extension)'}: expected a folder of "
+        f"{'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} images or a "
+        f"{'/'.join(e[1:] for e in VIDEO_EXTENSIONS)} video",
+        src,
+    )
 
 
 def _read_sidecar(meta_file: Path, what: str) -> SequenceMeta:
     if not meta_file.is_file():
-        raise UserError(f"missing metadata: no {meta_file.name} beside the {what} (write one, or pass --meta)",
-                        meta_file)
+        raise UserError(
+            f"missing metadata: no {meta_file.name} beside the {what} (write one, or pass --meta)",
+            meta_file,
+        )
     return read_meta(meta_file)
 
 
@@ -176,9 +201,10 @@ def _load_folder(folder: Path, meta_file: Path, *, lazy: bool) -> FocusSequence:
 def _load_video(video: Path, meta_file: Path, *, lazy: bool) -> FocusSequence:
     meta = _read_sidecar(meta_file, "video")
     if lazy:
-        count, size_hw = probe_video(video)
-        meta.check_num_frames(count, video)
-        return _make_sequence(meta, None, size_hw, None, video, None, None)
+        times_s, size_hw = probe_video(video)
+        meta.check_num_frames(len(times_s), video)
+        _check_timestamps(meta, times_s, video)
+        return _make_sequence(meta, None, size_hw, times_s, video, None, None)
     expected = meta.num_frames
     frames: np.ndarray | None = None
     times: list[float] = []
@@ -205,8 +231,11 @@ def _check_timestamps(meta: SequenceMeta, container_times_s: list[float], video:
     tolerance_s = 0.5 * float(np.median(intervals)) if len(intervals) else 0.5
     for i, (ours, theirs) in enumerate(zip(meta.timestamps_s, container_times_s)):
         if abs(ours - theirs) > tolerance_s:
-            raise UserError(f"timestamps_s[{i}] = {ours} s does not match the video's frame time "
-                            f"{theirs:.6f} s", meta.path)
+            raise UserError(
+                f"timestamps_s[{i}] = {ours} s does not match the video's frame time "
+                f"{theirs:.6f} s",
+                meta.path,
+            )
 
 
 def _make_sequence(
@@ -243,12 +272,17 @@ def _read_ground_truth(path: Path, num_frames: int, size_hw: tuple[int, int]) ->
         return None
     depth = read_depth(path)
     if depth.shape[-2:] != tuple(size_hw) or (depth.ndim == 3 and depth.shape[0] != num_frames):
-        raise UserError(f"depth has shape {depth.shape}; expected (H, W) = {tuple(size_hw)} or "
-                        f"({num_frames}, H, W) to match the frames", path)
+        raise UserError(
+            f"depth has shape {depth.shape}; expected (H, W) = {tuple(size_hw)} or "
+            f"({num_frames}, H, W) to match the frames",
+            path,
+        )
     return depth
 
 
-def _stack(frames: Iterable[np.ndarray], count: int, size_hw: tuple[int, int] | None, where: object) -> np.ndarray:
+def _stack(
+    frames: Iterable[np.ndarray], count: int, size_hw: tuple[int, int] | None, where: object
+) -> np.ndarray:
     """Stack ``count`` frames into one preallocated (S, H, W, 3) array."""
     out: np.ndarray | None = None
     index = 0
@@ -304,8 +338,14 @@ def write_sequence(
     folder. The folder appears only when complete; a non-empty existing folder is refused
     unless ``overwrite``.
     """
-    meta = make_meta(camera, focus_distance_m, f_number=f_number, timestamps_s=timestamps_s,
-                     source=source, extra=extra_meta)
+    meta = make_meta(
+        camera,
+        focus_distance_m,
+        f_number=f_number,
+        timestamps_s=timestamps_s,
+        source=source,
+        extra=extra_meta,
+    )
     num_frames = len(meta.focus_distance_m or [])
     out = Path(folder)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -314,11 +354,15 @@ def write_sequence(
         for index, frame in enumerate(frames):
             image = np.asarray(frame)
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"write_sequence: frame {index} must be uint8 (H, W, 3), got "
-                                 f"{image.dtype} {image.shape}")
+                raise ValueError(
+                    f"write_sequence: frame {index} must be uint8 (H, W, 3), got "
+                    f"{image.dtype} {image.shape}"
+                )
             if image.shape[1] != camera.image_width_px:
-                raise ValueError(f"write_sequence: frames are {image.shape[1]} px wide but the camera's "
-                                 f"image_width_px is {camera.image_width_px}")
+                raise ValueError(
+                    f"write_sequence: frames are {image.shape[1]} px wide but the camera's "
+                    f"image_width_px is {camera.image_width_px}"
+                )
             write_image(tmp / f"{index:0{digits}d}.png", image)
             count += 1
         if count != num_frames:
@@ -326,9 +370,17 @@ def write_sequence(
         if depth_m is not None:
             write_depth(tmp / DEPTH_NAME, np.asarray(depth_m, dtype=np.float32))
         if video_name is not None:
-            write_sequence_video(tmp / video_name, iter_folder_frames(list_frame_files(tmp)),
-                                 meta.focus_distance_m or [], camera, fps=video_fps, f_number=f_number,
-                                 timestamps_s=timestamps_s, source=source, extra_meta=extra_meta)
+            write_sequence_video(
+                tmp / video_name,
+                iter_folder_frames(list_frame_files(tmp)),
+                meta.focus_distance_m or [],
+                camera,
+                fps=video_fps,
+                f_number=f_number,
+                timestamps_s=timestamps_s,
+                source=source,
+                extra_meta=extra_meta,
+            )
         atomic_write_json(tmp / META_NAME, meta.to_json_dict())
         _load_folder(tmp, tmp / META_NAME, lazy=True)  # never publish what we could not read back
     return out
@@ -354,7 +406,9 @@ def write_sequence_video(
     and is written exactly. The sidecar is written after the video, so an interrupted run
     leaves no video that loads as complete.
     """
-    make_meta(camera, focus_distance_m, f_number=f_number, timestamps_s=timestamps_s)  # validate first
+    make_meta(
+        camera, focus_distance_m, f_number=f_number, timestamps_s=timestamps_s
+    )  # validate first
     out = Path(path)
     num_frames = len(focus_distance_m)
     written = 0
@@ -364,7 +418,9 @@ def write_sequence_video(
         for image in stream:
             written += 1
             if written > num_frames:
-                raise ValueError(f"write_sequence_video: more frames than the {num_frames} focus distances")
+                raise ValueError(
+                    f"write_sequence_video: more frames than the {num_frames} focus distances"
+                )
             yield image
 
     # Constant rate unless told otherwise: the container's own 1/fps grid, exact for any fps.
@@ -372,11 +428,24 @@ def write_sequence_video(
     if written != num_frames:
         out.unlink(missing_ok=True)
         raise ValueError(f"write_sequence_video: {written} frames but {num_frames} focus distances")
-    times = list(timestamps_s) if timestamps_s is not None else [
-        float(i / Fraction(fps).limit_denominator(1001)) for i in range(num_frames)]
-    stored_camera = Camera(camera.focal_length_mm, camera.f_number,
-                           camera.sensor_width_mm * stored_w / camera.image_width_px, stored_w)
-    meta = make_meta(stored_camera, focus_distance_m, f_number=f_number, timestamps_s=times,
-                     source=source, extra=extra_meta)
+    times = (
+        list(timestamps_s)
+        if timestamps_s is not None
+        else [float(i / Fraction(fps).limit_denominator(1001)) for i in range(num_frames)]
+    )
+    stored_camera = Camera(
+        camera.focal_length_mm,
+        camera.f_number,
+        camera.sensor_width_mm * stored_w / camera.image_width_px,
+        stored_w,
+    )
+    meta = make_meta(
+        stored_camera,
+        focus_distance_m,
+        f_number=f_number,
+        timestamps_s=times,
+        source=source,
+        extra=extra_meta,
+    )
     atomic_write_json(out.with_suffix(".json"), meta.to_json_dict())
     return out
