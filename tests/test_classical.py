@@ -62,9 +62,7 @@ def slanted_plane():
 def test_recovers_slanted_plane_where_textured(slanted_plane, smooth):
     out = classical_depth_from_focus(slanted_plane["frames"], slanted_plane["focus"], smooth=smooth)
     result = depth_metrics(out["depth_m"], slanted_plane["depth"], slanted_plane["textured"])
-    assert (
-        result["absrel"] < 0.03
-    )  # measured 0.021 raw, 0.011 smoothed; argmax alone 0.053
+    assert result["absrel"] < 0.03  # measured 0.021 raw, 0.011 smoothed; argmax alone 0.053
     assert result["delta1"] > 0.99
     # Argmax alone is off by up to half a slice (0.11 dpt, ~11 % at 1 m): the sub-frame
     # refinement is what gets below a few percent.
@@ -105,14 +103,15 @@ def test_slice_order_does_not_matter(slanted_plane):
 def test_gaussian_refinement_is_exact_for_gaussian_focus_curves():
     # Unequally spaced slices in dioptres; focus curves exp(-(x - x*)^2 / (2 s^2)).
     inverse_focus = torch.tensor([[0.4, 0.7, 1.2, 1.5, 2.3, 2.6]], dtype=torch.float64)
-    peaks = torch.tensor([0.62, 1.0, 1.4, 2.0, 1.25], dtype=torch.float64)  # interior maxima
+    # Interior maxima, and two whose sharpest slice is an end slice (0.5 -> 0.4, 2.5 -> 2.6).
+    peaks = torch.tensor([0.62, 1.0, 1.4, 2.0, 1.25, 0.5, 2.5], dtype=torch.float64)
     curves = torch.exp(
         -((inverse_focus.view(1, -1, 1, 1) - peaks.view(1, 1, 1, -1)) ** 2) / (2 * 0.4**2)
     )
     refined, index = refine_peak(curves, inverse_focus)
     assert torch.allclose(refined[0, 0, 0], peaks, atol=1e-9)
-    assert index[0, 0, 0].tolist() == [1, 2, 3, 4, 2]
-    # A peak at the last slice has no neighbour beyond it: the slice itself is returned.
+    assert index[0, 0, 0].tolist() == [1, 2, 3, 4, 2, 0, 5]
+    # A peak beyond the swept range is clamped to the end slice: depth stays in the range.
     edge, _ = refine_peak(torch.exp(-((inverse_focus.view(1, -1, 1, 1) - 2.9) ** 2)), inverse_focus)
     assert float(edge) == pytest.approx(2.6)
 

@@ -109,33 +109,43 @@ def refine_peak(measure_map: Tensor, inverse_focus_dpt: Tensor) -> tuple[Tensor,
 
     ``measure_map`` ``(B, S, H, W)`` with slices in increasing dioptres ``inverse_focus_dpt``
     ``(B, S)``. Returns the refined inverse depth ``(B, 1, H, W)`` (dioptres) and the argmax
-    index ``(B, 1, H, W)``. A Gaussian through the peak and its two neighbours is a parabola
-    through their logarithms; its vertex for abscissae x0 < x1 < x2 is
+    index ``(B, 1, H, W)``. A Gaussian through three slices is a parabola through their
+    logarithms; its vertex for abscissae x0 < x1 < x2 is
 
         x1 - 1/2 [(x1-x0)^2 (y1-y2) - (x1-x2)^2 (y1-y0)] / [(x1-x0)(y1-y2) - (x1-x2)(y1-y0)]
 
-    At the first and last slice (no neighbour on one side) the slice itself is returned.
+    The three slices are the peak and its neighbours; at the first or last slice, the peak and
+    its two inward neighbours. That matters: with little blur per slice (short lens, small
+    aperture) the end slice and its neighbour can both look sharp, and the true peak between
+    them is only found by the fit. The vertex is accepted if the parabola opens downwards and
+    is clamped to the interval between the peak's neighbours, so depth never leaves the swept
+    range; otherwise (flat curve, or fewer than 3 slices) the peak slice itself is returned.
     """
     slices = measure_map.shape[1]
     peak = measure_map.argmax(dim=1, keepdim=True)  # (B, 1, H, W)
-    neighbours = torch.cat([(peak - 1).clamp_min(0), peak, (peak + 1).clamp_max(slices - 1)], 1)
-    x0, x1, x2 = (
-        inverse_focus_dpt.view(*inverse_focus_dpt.shape, 1, 1)
-        .expand_as(measure_map)
-        .gather(1, neighbours)
-        .unbind(1)
-    )
+    if slices < 3:
+        x = inverse_focus_dpt.view(*inverse_focus_dpt.shape, 1, 1).expand_as(measure_map)
+        return x.gather(1, peak), peak
+    centre = peak.clamp(1, slices - 2)
+    fit = torch.cat([centre - 1, centre, centre + 1], 1)
+    bounds = torch.cat([(peak - 1).clamp_min(0), peak, (peak + 1).clamp_max(slices - 1)], 1)
+    x = inverse_focus_dpt.view(*inverse_focus_dpt.shape, 1, 1).expand_as(measure_map)
+    x0, x1, x2 = x.gather(1, fit).unbind(1)
+    low, at_peak, high = x.gather(1, bounds).unbind(1)
     # Logs of the three measures; the floor (relative to each image's largest value) keeps
     # flat, texture-free curves finite.
-    floor = measure_map.flatten(1).amax(1).clamp_min(1e-20).view(-1, 1, 1) * 1e-9
-    y0, y1, y2 = (measure_map.gather(1, neighbours) + floor[:, None]).log().unbind(1)
+    floor = measure_map.flatten(1).amax(1).clamp_min(1e-20).view(-1, 1, 1, 1) * 1e-9
+    y0, y1, y2 = (measure_map.gather(1, fit) + floor).log().unbind(1)
     numerator = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
     denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
-    interior = (peak[:, 0] > 0) & (peak[:, 0] < slices - 1) & (denominator.abs() > 1e-12)
-    vertex = x1 - 0.5 * numerator / torch.where(interior, denominator, torch.ones_like(denominator))
-    # A true maximum lies between its neighbours.
-    vertex = torch.minimum(torch.maximum(vertex, x0), x2)
-    return torch.where(interior, vertex, x1)[:, None], peak
+    # With x0 < x1 < x2 the denominator is (x1-x0)(x2-x1)(x2-x0) times minus the parabola's
+    # leading coefficient: positive exactly when the parabola has a maximum.
+    has_maximum = denominator > 1e-12
+    vertex = x1 - 0.5 * numerator / torch.where(
+        has_maximum, denominator, torch.ones_like(denominator)
+    )
+    vertex = torch.minimum(torch.maximum(vertex, low), high)
+    return torch.where(has_maximum, vertex, at_peak)[:, None], peak
 
 
 def focus_confidence(measure_map: Tensor, texture_floor: float = 1e-3) -> Tensor:

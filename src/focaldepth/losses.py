@@ -249,6 +249,8 @@ class GradientMatchingLoss(LossTerm):
             mask_y = m[..., 1:, :] & m[..., :-1, :]
             total = (grad_x * mask_x).sum() + (grad_y * mask_y).sum()
             per_scale.append(total / (mask_x.sum() + mask_y.sum()).clamp_min(1))
+        if not per_scale:  # a 1x1 map has no gradients
+            return residual.sum() * 0.0
         return torch.stack(per_scale).mean()
 
 
