@@ -1,7 +1,54 @@
-"""`focaldepth predict`: not written yet (see the issue that introduces it); registers nothing."""
+"""`focaldepth predict`: depth for every frame of a focus sweep or focal stack."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 
+class Method(str, Enum):
+    learned = "learned"
+    classical = "classical"
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    app.command(name="predict")(predict)
+
+
+def predict(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Folder of frames + meta.json, or a video + NAME.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
+    model: Annotated[str, typer.Option(help="Shipped model name or a model/checkpoint file.")] = "sweepnet_default",
+    method: Annotated[Method, typer.Option(help="learned (a model) or classical (focus measure + argmax).")] = Method.learned,
+    meta: Annotated[Optional[Path], typer.Option(help="Metadata JSON, if not beside the input.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    window: Annotated[Optional[int], typer.Option(help="Frames per estimate (default: one focus ramp).")] = None,
+    align: Annotated[bool, typer.Option(help="Warp earlier frames onto the current one (optical flow).")] = True,
+    max_pixels: Annotated[int, typer.Option(help="Pixel budget of the working resolution.")] = 102_400,
+    format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr.")] = None,
+    video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+) -> None:
+    """Metric depth and confidence for every frame; a side-by-side depth video; summary.json."""
+    from focaldepth.errors import UserError
+    from focaldepth.predict import predict_sequence
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but torch sees no CUDA device")
+    summary = predict_sequence(
+        input_path, out, model="classical" if method is Method.classical else model, meta_path=meta,
+        device=device, window=window, align=align, max_pixels=max_pixels,
+        extra_formats=tuple(format or ()), overwrite=overwrite, video=video)
+    timing = summary["timing_s"]
+    units = "m" if summary["metric"] else "(relative)"
+    print(f"wrote {summary['num_frames']} depth maps to {out} "
+          f"(depth {summary['depth_range']['min']:.3g}-{summary['depth_range']['max']:.3g} {units}, "
+          f"{timing['frames_per_s']:.1f} frames/s)")
+    if not summary["metric"]:
+        print("focus distances unknown: depth is RELATIVE (1 = nearest focus), not metres")

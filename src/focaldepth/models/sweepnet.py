@@ -1,0 +1,197 @@
+"""SweepNet: focaldepth's own camera-aware focus-volume network (the default model).
+
+Design, and why:
+
+* **Depth is a weighted vote over the focus distances.** The network scores, per pixel, how
+  in-focus each slice is; a softmax over slices gives weights ``w_s`` and the inverse depth
+  is ``sum_s w_s / F_s``. Metric scale therefore comes from the lens metadata, never from a
+  learned constant, so the same weights serve a phone at 0.1 m and a DSLR at 5 m (the idea of
+  differential focus volumes, Yang et al. CVPR 2022, and AiFDepthNet, Wang et al. ICCV 2021).
+* **Any number of slices in any order.** Shared per-slice encoder/decoder; at each scale the
+  slices exchange information by max- and mean-pooling across slices (as in PoolNet /
+  DefocusNet, Maximov et al. CVPR 2020), which keeps the network permutation-equivariant.
+* **Told its camera.** Each slice gets three numbers as extra channels: its position in the
+  sweep (normalised inverse focus, -1 near ... +1 far), and the blur in pixels that one step
+  of the sweep and the whole sweep produce for this camera (thin lens, ``Camera.coc_px_per_dpt``).
+  So the network knows whether a 2 px or a 30 px blur difference is to be expected.
+* **Confidence** is read off the vote: a sharp, single-peaked distribution over slices is
+  trustworthy; a flat one (textureless regions, depth outside the swept range) is not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
+from focaldepth.models.registry import register_model
+
+SLICE_CODE_CHANNELS = 3
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SliceMixer(nn.Module):
+    """A 1x1 conv over ``[own features, max over slices, mean over slices, slice code]``,
+    computed as a sum of three convs so the pooled terms are mixed once per stack rather
+    than once per slice (same function, S times less work and memory)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.own = nn.Conv2d(in_channels + SLICE_CODE_CHANNELS, out_channels, 1)
+        self.pooled_max = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.pooled_mean = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+    def forward(self, features: torch.Tensor, num_slices: int, planes: torch.Tensor) -> torch.Tensor:
+        own = self.own(torch.cat([features, planes], dim=1))
+        stacked = features.unflatten(0, (-1, num_slices))
+        pooled = self.pooled_max(stacked.amax(dim=1)) + self.pooled_mean(stacked.mean(dim=1))
+        return (own.unflatten(0, (-1, num_slices)) + pooled.unsqueeze(1)).flatten(0, 1)
+
+
+def slice_code(focus_distance_m: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """``(B, S, 3)``: per slice, [position in the sweep in [-1, 1] (inverse focus), log2 of
+    the blur in pixels of one sweep step, log2 of the blur over the whole sweep]."""
+    focus_dpt = 1.0 / focus_distance_m
+    near_dpt = focus_dpt.amax(dim=1, keepdim=True)
+    far_dpt = focus_dpt.amin(dim=1, keepdim=True)
+    sweep_dpt = (near_dpt - far_dpt).clamp_min(1e-6)
+    position = 1.0 - 2.0 * (focus_dpt - far_dpt) / sweep_dpt
+    focal_length_m, f_number, pixel_pitch_m = camera.unbind(dim=1)
+    blur_px_per_dpt = (focal_length_m**2 / (f_number * pixel_pitch_m)).unsqueeze(1)
+    num_steps = max(focus_distance_m.shape[1] - 1, 1)
+    step_blur_px = blur_px_per_dpt * sweep_dpt / num_steps
+    sweep_blur_px = blur_px_per_dpt * sweep_dpt
+    return torch.stack([position, torch.log2(step_blur_px + 1e-3).expand_as(position),
+                        torch.log2(sweep_blur_px + 1e-3).expand_as(position)], dim=2)
+
+
+def code_planes(code: torch.Tensor, height: int, width: int, scale: float) -> torch.Tensor:
+    """Broadcast ``(B, S, 3)`` slice codes to ``(B*S, 3, H, W)``; blur codes are shifted by
+    ``log2(scale)`` because a feature map ``scale`` times smaller sees that much less blur."""
+    shift = torch.tensor([0.0, math.log2(scale), math.log2(scale)], device=code.device, dtype=code.dtype)
+    planes = (code - shift).reshape(-1, SLICE_CODE_CHANNELS, 1, 1)
+    return planes.expand(-1, -1, height, width)
+
+
+class FusionBlock(nn.Module):
+    """Per-slice conv block preceded by cross-slice pooling and the slice code."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.mix = SliceMixer(in_channels, out_channels)
+        self.convs = nn.Sequential(conv_bn_relu(out_channels, out_channels, stride),
+                                   conv_bn_relu(out_channels, out_channels))
+
+    def forward(self, features, num_slices, code, scale):
+        planes = code_planes(code, features.shape[-2], features.shape[-1], scale)
+        mixed = self.mix(features, num_slices, planes)
+        return self.convs(F.relu(mixed))
+
+
+class UpBlock(nn.Module):
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+        super().__init__()
+        self.fuse = FusionBlock(in_channels + skip_channels, out_channels)
+
+    def forward(self, features, skip, num_slices, code, scale):
+        upsampled = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([upsampled, skip], dim=1), num_slices, code, scale)
+
+
+@register_model("sweepnet_test", widths=(4, 6, 8, 8))
+@register_model("sweepnet")
+class SweepNet(DepthModel):
+    """Camera-aware focus-volume network; see the module docstring.
+
+    Args:
+        widths: channels at 1/2, 1/4, 1/8 and 1/16 resolution.
+        coc_decoder: also predict each slice's CoC map in pixels (``"coc_px"``) for supervision.
+        temperature: initial softmax temperature of the vote over slices (learned).
+    """
+
+    info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
+                     paper="focaldepth SweepNet (this project): focus-volume vote with camera code")
+
+    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48), coc_decoder: bool = False,
+                 temperature: float = 1.0):
+        super().__init__()
+        if len(widths) != 4:
+            raise ValueError(f"widths: expected 4 channel counts, got {widths}")
+        w0, w1, w2, w3 = widths
+        self.stem = nn.Sequential(conv_bn_relu(24, w0), conv_bn_relu(w0, w0))
+        self.down1 = FusionBlock(w0, w1, stride=2)
+        self.down2 = FusionBlock(w1, w2, stride=2)
+        self.down3 = FusionBlock(w2, w3, stride=2)
+        self.up2 = UpBlock(w3, w2, w2)
+        self.up1 = UpBlock(w2, w1, w1)
+        self.up0 = UpBlock(w1, w0, w0)
+        self.focus_head = nn.Conv2d(w0, 1, 3, padding=1)
+        self.coc_head = nn.Conv2d(w0, 1, 3, padding=1) if coc_decoder else None
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+
+    def slice_features(self, frames: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """``(B, S, 3, H, W)`` -> per-slice features ``(B*S, w0, H/2, W/2)``.
+
+        The stem folds 2x2 pixel blocks into channels (pixel unshuffle) instead of convolving
+        at full resolution: no fine-scale blur cue is lost, at a quarter of the cost."""
+        num_slices = frames.shape[1]
+        # Each slice's difference from the stack mean is where focus cues live.
+        relative = frames - frames.mean(dim=1, keepdim=True)
+        x = F.pixel_unshuffle(torch.cat([frames, relative], dim=2).flatten(0, 1), 2)
+        s0 = self.stem(x)
+        s1 = self.down1(s0, num_slices, code, 2.0)
+        s2 = self.down2(s1, num_slices, code, 4.0)
+        s3 = self.down3(s2, num_slices, code, 8.0)
+        u2 = self.up2(s3, s2, num_slices, code, 8.0)
+        u1 = self.up1(u2, s1, num_slices, code, 4.0)
+        return self.up0(u1, s0, num_slices, code, 2.0)
+
+    def forward(self, frames, focus_distance_m, camera):
+        check_inputs(frames, focus_distance_m, camera)
+        batch, num_slices, _, height, width = frames.shape
+        code = slice_code(focus_distance_m, camera)
+        features = self.slice_features(pad_to_multiple(frames, 16), code)
+        logits = self.focus_head(features)
+        logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)
+        logits = logits[..., :height, :width].view(batch, num_slices, height, width)
+        weights = torch.softmax(logits / self.log_temperature.exp(), dim=1)
+        focus_dpt = (1.0 / focus_distance_m).view(batch, num_slices, 1, 1)
+        inverse_depth = (weights * focus_dpt).sum(dim=1, keepdim=True)
+        outputs = {"depth_m": 1.0 / inverse_depth, "focus_weights": weights,
+                   "confidence": vote_confidence(weights, focus_dpt)}
+        if self.coc_head is not None:
+            coc = F.interpolate(F.softplus(self.coc_head(features)), scale_factor=2.0, mode="bilinear",
+                                align_corners=False)
+            outputs["coc_px"] = coc[..., :height, :width].reshape(batch, num_slices, 1, height, width)
+        return outputs
+
+
+def pad_to_multiple(frames: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad H and W of ``(B, S, C, H, W)`` up to a multiple of ``multiple``."""
+    height, width = frames.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return frames
+    padded = F.pad(frames.flatten(0, 1), (0, pad_w, 0, pad_h), mode="replicate")
+    return padded.unflatten(0, frames.shape[:2])
+
+
+def vote_confidence(weights: torch.Tensor, focus_dpt: torch.Tensor) -> torch.Tensor:
+    """Confidence in [0, 1] from the spread of the vote: 1 when all weight sits within one
+    sweep step, falling as the weighted standard deviation (in sweep steps) grows."""
+    num_slices = weights.shape[1]
+    mean_dpt = (weights * focus_dpt).sum(dim=1, keepdim=True)
+    spread_dpt = ((weights * (focus_dpt - mean_dpt) ** 2).sum(dim=1, keepdim=True)).sqrt()
+    step_dpt = (focus_dpt.amax(dim=1, keepdim=True) - focus_dpt.amin(dim=1, keepdim=True)).clamp_min(1e-6)
+    step_dpt = step_dpt / max(num_slices - 1, 1)
+    return torch.exp(-spread_dpt / step_dpt).clamp(0.0, 1.0)

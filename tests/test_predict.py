@@ -1,0 +1,161 @@
+"""The streaming predictor and `focaldepth predict` (files in, files out)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from focaldepth.errors import UserError
+from focaldepth.io import write_sequence
+from focaldepth.models import create, save
+from focaldepth.optics import Camera, dioptric_ramp, repeated_ramps
+from focaldepth.predict import (StreamingPredictor, display_range_m, predict_sequence, ramp_length,
+                                sweep_blur_px, working_scale)
+from focaldepth.render import render_focal_stack
+
+CAMERA = Camera(focal_length_mm=25.0, f_number=2.0, sensor_width_mm=4.8, image_width_px=96)
+
+
+def textured_scene(height=64, width=96, seed=0):
+    """A random texture on two planes: left half at 0.6 m, right half at 1.6 m."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, height // 4, width // 4, generator=generator)
+    image = torch.nn.functional.interpolate(image, size=(height, width), mode="bilinear")
+    depth = torch.full((1, 1, height, width), 1.6)
+    depth[..., : width // 2] = 0.6
+    return image, depth
+
+
+def render_sweep(focus_m, camera=CAMERA):
+    image, depth = textured_scene(width=camera.image_width_px)
+    focus = torch.tensor([list(focus_m)], dtype=torch.float32)
+    cam = torch.tensor([[camera.focal_length_m, camera.f_number, camera.pixel_pitch_m]])
+    stack = render_focal_stack(image, depth, focus, cam)
+    frames = (stack[0].permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().numpy()
+    return frames, depth[0, 0].numpy()
+
+
+def test_ramp_length_and_sweep_blur():
+    assert ramp_length(list(repeated_ramps(0.5, 3.0, 5, 3))) == 5
+    assert ramp_length([1.0, 2.0, None]) == 2
+    assert ramp_length([None, 1.0]) is None
+    blur = sweep_blur_px(CAMERA, [0.5, 1.0, 2.0])
+    assert blur == pytest.approx(CAMERA.coc_px_per_dpt * (2.0 - 0.5))
+
+
+def test_working_scale_shrinks_large_blur_and_respects_pixel_budget():
+    dslr = Camera(85, 1.4, 36, 1920)
+    assert sweep_blur_px(dslr, [0.8, 3.0]) > 100
+    scale = working_scale(dslr, [0.8, 3.0], 1080, 1920)
+    assert scale * sweep_blur_px(dslr, [0.8, 3.0]) == pytest.approx(32.0, rel=1e-6)
+    phone = Camera(4.2, 1.8, 5.6, 256)
+    assert working_scale(phone, [0.1, 1.0], 256, 256, max_pixels=10**9) == 1.0
+    assert working_scale(phone, [0.1, 1.0], 1000, 1000, max_pixels=250_000) == pytest.approx(0.5)
+
+
+def test_display_range_covers_the_sweep():
+    near, far = display_range_m([0.5, 1.0, 2.0])
+    assert near < 0.5 and far > 2.0
+
+
+def test_streaming_memory_is_bounded_and_first_frame_has_zero_confidence():
+    focus = list(repeated_ramps(0.5, 2.0, 4, 3))
+    frames, _ = render_sweep(focus)
+    predictor = StreamingPredictor(create("sweepnet_test"), CAMERA, focus, 64, 96)
+    results = [predictor.push(frame, f) for frame, f in zip(frames, focus)]
+    assert len(predictor.buffer) == predictor.window == 4
+    assert results[0].confidence.max() == 0.0
+    assert all(r.depth_m.shape == (64, 96) and np.isfinite(r.depth_m).all() for r in results)
+    assert results[-1].frames_used == 4
+
+
+def test_classical_streaming_recovers_two_planes():
+    focus = list(dioptric_ramp(0.45, 2.2, 6))
+    frames, depth = render_sweep(focus)
+    predictor = StreamingPredictor(create_classical(), CAMERA, focus, 64, 96, align=False)
+    for frame, f in zip(frames, focus):
+        result = predictor.push(frame, f)
+    near = np.median(result.depth_m[8:-8, 8:40])
+    far = np.median(result.depth_m[8:-8, 56:-8])
+    assert near == pytest.approx(0.6, rel=0.15) and far == pytest.approx(1.6, rel=0.15)
+
+
+def create_classical():
+    from focaldepth.classical import ClassicalDFF
+
+    return ClassicalDFF()
+
+
+@pytest.fixture()
+def sweep_folder(tmp_path):
+    focus = list(repeated_ramps(0.5, 2.0, 4, 2))
+    frames, _ = render_sweep(focus)
+    folder = tmp_path / "sweep"
+    write_sequence(folder, frames, focus, CAMERA)
+    return folder, focus
+
+
+@pytest.fixture()
+def model_file(tmp_path):
+    path = tmp_path / "tiny.pt"
+    save(create("sweepnet_test"), path)
+    return path
+
+
+def test_predict_sequence_writes_every_output(sweep_folder, model_file, tmp_path):
+    folder, focus = sweep_folder
+    out = tmp_path / "out"
+    summary = predict_sequence(folder, out, model=str(model_file), extra_formats=("png16",), progress=False)
+    depth_files = sorted((out / "depth").glob("*.npy"))
+    assert len(depth_files) == len(focus) == summary["num_frames"]
+    depth = np.load(depth_files[-1])
+    confidence = np.load(out / "confidence" / depth_files[-1].name)
+    assert depth.shape == (64, 96) and depth.dtype == np.float32
+    assert ((confidence >= 0) & (confidence <= 1)).all()
+    assert len(list((out / "png16").glob("*.png"))) == len(focus)
+    assert (out / "depth.mp4").stat().st_size > 0
+    written = json.loads((out / "summary.json").read_text())
+    assert written["metric"] is True and written["window_frames"] == 4
+    # a convex vote over focus distances cannot leave the swept range
+    assert 0.5 - 1e-3 <= depth.min() and depth.max() <= 2.0 + 1e-3
+
+
+def test_unknown_focus_gives_relative_depth(tmp_path, model_file):
+    frames, _ = render_sweep(list(dioptric_ramp(0.5, 2.0, 4)))
+    folder = tmp_path / "unknown"
+    write_sequence(folder, frames, [None] * 4, CAMERA)
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False)
+    assert summary["metric"] is False and "relative" in summary["depth_units"]
+    depth = np.load(tmp_path / "out" / "depth" / "000003.npy")
+    assert depth.min() >= -1e-4 and depth.max() <= 1 + 1e-4
+
+
+def test_single_frame_and_nonempty_output_are_refused(tmp_path, model_file, sweep_folder):
+    frames, _ = render_sweep([1.0])
+    single = tmp_path / "single"
+    write_sequence(single, frames, [1.0], CAMERA)
+    with pytest.raises(UserError, match="at least 2 frames"):
+        predict_sequence(single, tmp_path / "o1", model=str(model_file), progress=False)
+    assert not (tmp_path / "o1").exists()
+    folder, _ = sweep_folder
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "other.txt").write_text("a previous run")
+    with pytest.raises(UserError, match="not empty"):
+        predict_sequence(folder, taken, model=str(model_file), progress=False)
+    assert (taken / "other.txt").read_text() == "a previous run"
+
+
+def test_cli_bad_meta_is_one_line_and_exit_2(tmp_path, sweep_folder):
+    folder, _ = sweep_folder
+    (folder / "meta.json").write_text("{not json")
+    run = subprocess.run([sys.executable, "-m", "focaldepth.cli", "predict", str(folder), "--out",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "meta.json" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
