@@ -177,3 +177,19 @@ def test_defocus_reconstruction_is_zero_at_true_depth_and_grows_with_error():
     # Without any all-in-focus image the term cannot run: a clear error.
     with pytest.raises(UserError, match="aif"):
         loss({"depth_m": depth}, unlabeled)
+
+
+def test_sweep_l1_is_camera_scale_free_and_zero_at_truth():
+    from focaldepth.losses import build_loss
+
+    loss = build_loss([{"name": "sweep_l1"}])
+    gt = torch.full((1, 1, 4, 4), 1.0)
+    valid = torch.ones_like(gt, dtype=torch.bool)
+    near_sweep = {"depth_m": gt, "valid": valid, "focus_distance_m": torch.tensor([[0.5, 2.0]])}
+    assert loss({"depth_m": gt}, near_sweep)[0].item() == 0.0
+    # an error of 0.5 dpt over a 1.5 dpt sweep = 1/3; the same relative error on a sweep
+    # ten times wider in dioptres (a close-up phone) gives the same loss
+    pred = torch.full_like(gt, 1.0 / 1.5)
+    assert loss({"depth_m": pred}, near_sweep)[0].item() == pytest.approx(1 / 3, rel=1e-5)
+    close = {"depth_m": gt / 10, "valid": valid, "focus_distance_m": torch.tensor([[0.05, 0.2]])}
+    assert loss({"depth_m": pred / 10}, close)[0].item() == pytest.approx(1 / 3, rel=1e-4)

@@ -160,6 +160,33 @@ class MaskedL1Loss(L1Loss):
     masked = True
 
 
+class SweepInverseDepthL1Loss(LossTerm):
+    """L1 on inverse depth, in units of the stack's focus sweep (its dioptric width):
+
+        L = mean |1/p - 1/g| / (1/F_near - 1/F_far)
+
+    Blur is linear in inverse depth (thin lens), so this weighs errors by how hard they are to
+    see; dividing by the sweep width makes one loss fit a phone sweeping 0.1-0.5 m and a DSLR
+    sweeping 1-10 m, which is what a model meant to work across cameras is trained with."""
+
+    name = "sweep_l1"
+
+    def __init__(self, masked: bool = True):
+        self.masked = bool(masked)
+
+    @property
+    def needs(self) -> set[str]:
+        return {"depth_m", "focus_distance_m"} | ({"valid"} if self.masked else set())
+
+    def __call__(self, outputs: Outputs, batch: Batch) -> Tensor:
+        pred, gt = _depth_pair(outputs, batch, self.name)
+        mask = _valid_mask(batch, pred, self.masked, self.name)
+        focus_dpt = 1.0 / _require(batch, "focus_distance_m", "batch", self.name)
+        sweep_dpt = (focus_dpt.amax(dim=1) - focus_dpt.amin(dim=1)).clamp_min(1e-3).view(-1, 1, 1, 1)
+        error = (1.0 / pred.clamp_min(DEPTH_FLOOR_M) - 1.0 / gt.clamp_min(DEPTH_FLOOR_M)).abs()
+        return masked_mean(error / sweep_dpt, mask)
+
+
 class ScaleInvariantLogLoss(LossTerm):
     """Scale-invariant log loss (Eigen, Puhrsch & Fergus, NIPS 2014, eq. 4):
 
@@ -372,6 +399,7 @@ LOSS_TERMS: dict[str, type[LossTerm]] = {
         L1Loss,
         MaskedMSELoss,
         MaskedL1Loss,
+        SweepInverseDepthL1Loss,
         ScaleInvariantLogLoss,
         GradientMatchingLoss,
         CoCLoss,
