@@ -1,7 +1,113 @@
-"""`focaldepth benchmark`: not written yet (see the issue that introduces it); registers nothing."""
+"""`focaldepth benchmark`: speed and memory, each beside the fixed reference workload.
+
+    focaldepth benchmark render [--out PATH] [--repeats N] [--threads N] [--quick]
+    focaldepth benchmark all    [--out PATH] [--repeats N] [--threads N] [--quick]
+
+``all`` runs every benchmark listed in :data:`BENCHMARKS` below (add yours there). Results
+print as a table and, with ``--out``, are written as JSON (atomically). Figures to quote
+across machines are the ratios to the reference workload timed in the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 
+def _run_render(repeats: int, quick: bool) -> dict[str, Any]:
+    from focaldepth.bench import render
+
+    if quick:  # a smoke run: small images, one timed call, one reference run
+        return render.run(sizes_hw=((64, 64),), repeats=1, reference_runs=1, reference_warmup=0,
+                          max_coc_px=12.0)
+    return render.run(repeats=repeats)
+
+
+def _render_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    from focaldepth.bench import render
+
+    return render.table_rows(result)
+
+
+# Every benchmark `focaldepth benchmark all` runs: name -> (run(repeats, quick), table rows).
+BENCHMARKS: dict[str, tuple[Callable[[int, bool], dict[str, Any]],
+                            Callable[[dict[str, Any]], list[dict[str, str]]]]] = {
+    "render": (_run_render, _render_rows),
+}
+
+
+def print_table(title: str, rows: list[dict[str, str]], reference: dict[str, Any] | None) -> None:
+    """A rich table of ``rows`` (all rows share the keys of the first) and the reference time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in rows[0] if rows else []:
+        table.add_column(column, justify="left" if column == "case" else "right",
+                         no_wrap=column == "case")
+    for row in rows:
+        table.add_row(*row.values())
+    console = Console()
+    console.print(table)
+    if reference is not None:
+        console.print(f"reference workload {reference['workload']}: {reference['seconds']:.3f} s "
+                      f"(median, {reference['torch_threads']} torch threads)")
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _write(out: Path | None, result: dict[str, Any]) -> None:
+    if out is not None:
+        from focaldepth.io.atomic import atomic_write_json
+
+        atomic_write_json(out, result)
+        print(f"wrote {out}")
+
+
+def run_benchmarks(names: list[str], repeats: int, quick: bool) -> dict[str, Any]:
+    """Run the named benchmarks; print a table for each; return ``{name: result}``."""
+    results = {}
+    for name in names:
+        run, rows = BENCHMARKS[name]
+        result = run(repeats, quick)
+        print_table(f"focaldepth benchmark {name}", rows(result), result.get("reference"))
+        results[name] = result
+    return results
+
+
+Out = Annotated[Path | None, typer.Option("--out", help="Write the results as JSON to this path.")]
+Repeats = Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per case (median quoted).")]
+Threads = Annotated[int | None, typer.Option("--threads", min=1,
+                                             help="torch CPU threads (default: torch's).")]
+Quick = Annotated[bool, typer.Option("--quick", help="Tiny smoke run (figures not meaningful).")]
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    """Add ``focaldepth benchmark`` (sub-commands ``render`` and ``all``) to the app."""
+    bench_app = typer.Typer(help="Speed and memory benchmarks, each beside a fixed reference "
+                                 "workload timed in the same run (compare ratios across machines).",
+                            no_args_is_help=True)
+
+    @bench_app.command("render")
+    def render_command(out: Out = None, repeats: Repeats = 3, threads: Threads = None,
+                       quick: Quick = False) -> None:
+        """Renderer frames/s (frame = one focus slice): 256x256 and 640x360, 24 layers, 5 focus, disk, CoC <= 40 px; forward+backward at 256x256."""
+        _set_threads(threads)
+        _write(out, run_benchmarks(["render"], repeats, quick)["render"])
+
+    @bench_app.command("all")
+    def all_command(out: Out = None, repeats: Repeats = 3, threads: Threads = None,
+                    quick: Quick = False) -> None:
+        """Every benchmark listed in focaldepth.commands.benchmark.BENCHMARKS."""
+        _set_threads(threads)
+        _write(out, {"benchmarks": run_benchmarks(list(BENCHMARKS), repeats, quick)})
+
+    app.add_typer(bench_app, name="benchmark")
