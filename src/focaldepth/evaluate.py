@@ -66,16 +66,57 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
-    """Wrap a :class:`~focaldepth.models.base.DepthModel` as ``batch -> depth_m (B,1,H,W)``."""
-    model = model.to(device).eval()
+    """Wrap a :class:`~focaldepth.models.base.DepthModel` as ``batch -> depth_m (B,1,H,W)``.
 
-    def predict(batch: Batch) -> torch.Tensor:
+    Models that declare ``size_multiple_px`` (encoder-decoders that halve the resolution k
+    times) get frames padded by edge replication up to the next multiple, and the depth
+    cropped back, so every model can be scored on the same full frames. A model with a fixed
+    ``image_size_px`` (fully connected layers) runs on tiles of that size, stitched."""
+    model = model.to(device).eval()
+    multiple = int(getattr(model, "size_multiple_px", 1) or 1)
+    fixed_size = getattr(model, "image_size_px", None)
+
+    def run(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            outputs = model(batch["frames"].to(device), batch["focus_distance_m"].to(device),
-                            batch["camera"].to(device))
+            outputs = model(frames.to(device), focus_distance_m.to(device), camera.to(device))
         return outputs["depth_m"].float().cpu()
 
+    def predict(batch: Batch) -> torch.Tensor:
+        frames, focus, camera = batch["frames"], batch["focus_distance_m"], batch["camera"]
+        height, width = frames.shape[-2:]
+        tile_h, tile_w = tuple(fixed_size) if fixed_size is not None else (multiple, multiple)
+        frames = _pad_to_multiple(frames, tile_h, tile_w)
+        if fixed_size is None or frames.shape[-2:] == tuple(fixed_size):
+            return run(frames, focus, camera)[..., :height, :width]
+        return _tiled(run, frames, focus, camera, tile_h, tile_w)[..., :height, :width]
+
     return predict
+
+
+def _pad_to_multiple(frames: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
+    """Pad ``(B, S, C, H, W)`` frames at the bottom/right by edge replication."""
+    height, width = frames.shape[-2:]
+    pad_h, pad_w = (-height) % multiple_h, (-width) % multiple_w
+    if not (pad_h or pad_w):
+        return frames
+    flat = torch.nn.functional.pad(frames.flatten(0, 1), (0, pad_w, 0, pad_h), mode="replicate")
+    return flat.unflatten(0, frames.shape[:2])
+
+
+def _tiled(run: Callable[..., torch.Tensor], frames: torch.Tensor, focus_distance_m: torch.Tensor,
+           camera: torch.Tensor, tile_h: int, tile_w: int) -> torch.Tensor:
+    """Run a fixed-input-size model on non-overlapping tiles and stitch the depth maps (models
+    with fully connected layers, e.g. LSTM-DDFF, see only ``image_size_px`` at a time)."""
+    batch, slices, channels, height, width = frames.shape
+    rows, cols = height // tile_h, width // tile_w
+    tiles = frames.reshape(batch, slices, channels, rows, tile_h, cols, tile_w)
+    tiles = tiles.permute(0, 3, 5, 1, 2, 4, 6).reshape(batch * rows * cols, slices, channels,
+                                                       tile_h, tile_w)
+    repeat = rows * cols
+    depth = run(tiles, focus_distance_m.repeat_interleave(repeat, 0),
+                camera.repeat_interleave(repeat, 0))
+    depth = depth.reshape(batch, rows, cols, 1, tile_h, tile_w).permute(0, 3, 1, 4, 2, 5)
+    return depth.reshape(batch, 1, height, width)
 
 
 @dataclass

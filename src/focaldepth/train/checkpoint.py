@@ -67,9 +67,6 @@ def load_trained_model(path: str | Path, map_location: str | torch.device = "cpu
         raise UserError("checkpoint not found", path)
     if path.suffix == ".ckpt":
         return model_from_lightning_checkpoint(path, map_location)
-    loaded = models.load(path)
-    model, extra = (loaded if isinstance(loaded, tuple) else (loaded, {}))
-    model = model.to(map_location).eval()
-    config = extra.get("config") if isinstance(extra, dict) else None
-    return LoadedModel(model=model, source=str(path), config=config,
-                       extra=dict(extra) if isinstance(extra, dict) else {})
+    model = models.load(path, map_location=map_location)
+    extra = dict(models.read_checkpoint(path).get("extra") or {})
+    return LoadedModel(model=model, source=str(path), config=extra.get("config"), extra=extra)

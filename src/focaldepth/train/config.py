@@ -13,9 +13,10 @@ focus distances, 256×256 random crops, MSE on valid-depth pixels, validation ea
 ``checkpoint`` :class:`CheckpointConfig` (how often ``last.ckpt`` is refreshed)
 ``seed``, ``name``, ``description``
 
-``extends: OTHER.yaml`` (path relative to the file) merges the file over another, so that an
-ablation states only what it changes; the *resolved* config (no ``extends``) is what a run
-saves and what its checkpoints carry. Unknown keys and wrong types raise :class:`UserError`
+``extends: OTHER.yaml`` (path relative to the file; or a list, merged left to right) merges
+the file over others, so that an ablation states only what it changes and a budget fragment
+(``_budget_cpu.yaml``) can be layered onto any experiment; the *resolved* config (no
+``extends``) is what a run saves and what its checkpoints carry. Unknown keys and wrong types raise :class:`UserError`
 naming the file and the key.
 """
 
@@ -332,13 +333,18 @@ def read_config_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[
         raw = {}
     if not isinstance(raw, dict):
         raise UserError("a training config must be a YAML mapping", path)
-    parent = raw.pop("extends", None)
-    if parent is None:
+    parents = raw.pop("extends", None)
+    if parents is None:
         return raw
-    if not isinstance(parent, str):
-        raise UserError("'extends' must be a path to another config", path)
-    base = read_config_mapping(path.parent / parent, _seen + (path.resolve(),))
-    return _deep_merge(base, raw)
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise UserError("'extends' must be a path (or a list of paths) to other configs", path)
+    merged: dict[str, Any] = {}
+    for parent in parents:  # later parents override earlier ones; this file overrides all
+        merged = _deep_merge(merged, read_config_mapping(path.parent / parent,
+                                                         _seen + (path.resolve(),)))
+    return _deep_merge(merged, raw)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

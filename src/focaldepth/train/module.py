@@ -117,7 +117,9 @@ class DepthTrainingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {
             "config": self.hparams["config"],
-            "model_name": self.config.model.name,
-            "model_kwargs": self.config.model.kwargs,
+            # The registry's complete constructor arguments (defaults filled in), so the model
+            # rebuilds even if a default changes later.
+            "model_name": getattr(self.model, "arch_name", self.config.model.name),
+            "model_kwargs": dict(getattr(self.model, "arch_kwargs", self.config.model.kwargs)),
             "model_info": self.model.info.to_dict() if hasattr(self.model, "info") else None,
         }

@@ -70,8 +70,7 @@ class ExportingModelCheckpoint(ModelCheckpoint):
             export_path = Path(filepath).with_suffix(".pt")
             extra = {"config": module.hparams["config"], "global_step": trainer.global_step,
                      "epoch": trainer.current_epoch, "lightning_checkpoint": Path(filepath).name}
-            with atomic_path(export_path) as tmp:
-                models.save(module.model, tmp, **extra)
+            models.save(module.model, export_path, **extra)  # itself atomic
 
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._remove_checkpoint(trainer, filepath)
@@ -91,6 +90,8 @@ class TrainResult:
     best_checkpoint: str | None
     wall_time_s: float
     resumed_from_step: int | None
+    world_size: int = 1  # processes that trained (DDP)
+    steps_per_epoch: int = 0  # batches per epoch in each process
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,12 +105,12 @@ def is_primary_process() -> bool:
     return rank is None or rank == 0
 
 
-def prepare_run_folder(config: TrainConfig, run_dir: Path, resume: bool,
-                       config_path: str | None) -> Path | None:
-    """Check the run folder against ``resume`` and write the resolved config. Returns the
-    checkpoint to resume from (or None). Raises :class:`UserError` when a fresh run would
-    overwrite an old one, or a resumed run's config differs from the saved one beyond the
-    keys that may change on resume (more steps, other hardware)."""
+def check_run_folder(config: TrainConfig, run_dir: Path, resume: bool,
+                     config_path: str | None) -> Path | None:
+    """Check the run folder against ``resume`` (nothing is written). Returns the checkpoint to
+    resume from (or None). Raises :class:`UserError` when a fresh run would overwrite an old
+    one, or a resumed run's config differs from the saved one beyond the keys that may change
+    on resume (more steps, other hardware)."""
     saved_config = run_dir / CONFIG_NAME
     last = run_dir / CHECKPOINT_DIR / f"{LAST}.ckpt"
     if not is_primary_process():
@@ -128,7 +129,6 @@ def prepare_run_folder(config: TrainConfig, run_dir: Path, resume: bool,
             raise UserError(f"--resume with a config that differs from the saved one in "
                             f"{', '.join(changed)} (only {', '.join(sorted(RESUMABLE_CHANGES))} "
                             f"may change)", config_path or saved_config)
-    atomic_write_text(saved_config, dump_yaml(config))
     return last if resume and last.exists() else None
 
 
@@ -170,14 +170,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     script can always pass it."""
     run_dir = Path(run_dir)
     start = time.perf_counter()
-    ckpt_path = prepare_run_folder(config, run_dir, resume, config_path)
+    ckpt_path = check_run_folder(config, run_dir, resume, config_path)
     resumed_from = None
     if ckpt_path is not None:
         resumed_from = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)
                            .get("global_step", 0))
     L.seed_everything(config.seed, workers=True, verbose=False)
+    # Build (and so validate) model, loss and data before anything is written to the folder.
     module = DepthTrainingModule(config.to_dict(), config_path)
     data = FocusSweepDataModule(**asdict(config.data), seed=config.seed, config_path=config_path)
+    data.setup("fit")
+    if is_primary_process():
+        atomic_write_text(run_dir / CONFIG_NAME, dump_yaml(config))
     trainer, best = build_trainer(config, run_dir)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     result = TrainResult(
@@ -185,7 +189,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         best_val_loss=None if best.best_model_score is None else float(best.best_model_score),
         last_checkpoint=_existing(run_dir / CHECKPOINT_DIR / f"{LAST}.ckpt"),
         best_checkpoint=_existing(run_dir / CHECKPOINT_DIR / f"{BEST}.ckpt"),
-        wall_time_s=time.perf_counter() - start, resumed_from_step=resumed_from)
+        wall_time_s=time.perf_counter() - start, resumed_from_step=resumed_from,
+        world_size=int(trainer.world_size), steps_per_epoch=int(trainer.num_training_batches))
     if trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.finalize("success")

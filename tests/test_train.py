@@ -1,0 +1,343 @@
+"""Training harness: configs, a tiny Lightning run, checkpoints, resume, DDP on 2 CPU processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from focaldepth import models
+from focaldepth.errors import UserError
+from focaldepth.train.config import (
+    TrainConfig, apply_overrides, config_from_dict, load_config, read_config_mapping,
+)
+from focaldepth.train.module import lr_lambda
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_CONFIGS = ROOT / "configs" / "train"
+
+# A fake of focaldepth.data.FocusSweepDataset (same constructor and item dicts) used until
+# the data generator lands: written as a module file so DDP worker processes can import it.
+FAKE_DATA_MODULE = textwrap.dedent('''
+    import torch
+    from torch.utils.data import Dataset
+
+    class FakeFocusSweep(Dataset):
+        """Deterministic focal stacks of a fronto-parallel plane per sequence (no physics)."""
+
+        def __init__(self, root, num_frames=4, crop_size=None, split=None, sample="ramp",
+                     random_crop=True, seed=0):
+            self.num_frames, self.size = num_frames, crop_size or 32
+            self.items = 8
+
+        def __len__(self):
+            return self.items
+
+        def __getitem__(self, index):
+            g = torch.Generator().manual_seed(index)
+            s, h = self.num_frames, self.size
+            depth = torch.full((1, h, h), 0.6 + 0.1 * (index % 4))
+            depth[:, : h // 2] += 0.3
+            valid = torch.ones(1, h, h, dtype=torch.bool)
+            valid[:, :, :2] = False
+            return {"frames": torch.rand(s, 3, h, h, generator=g),
+                    "focus_distance_m": torch.linspace(0.5, 1.5, s),
+                    "camera": torch.tensor([0.025, 2.0, 1.0e-5]), "depth_m": depth,
+                    "aif": torch.rand(3, h, h, generator=g),
+                    "coc_px": torch.rand(s, 1, h, h, generator=g), "valid": valid,
+                    "flow": torch.zeros(2, h, h), "sequence_index": index // 2,
+                    "is_dynamic": index >= 4}
+''')
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads
+    waiting for each other make them several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def tiny_data(tmp_path, monkeypatch):
+    """(train_dir, val_dir, dataset spec, PYTHONPATH addition) for a tiny data set."""
+    module_dir = tmp_path / "fake_modules"
+    module_dir.mkdir()
+    (module_dir / "fd_fake_data.py").write_text(FAKE_DATA_MODULE)
+    monkeypatch.syspath_prepend(str(module_dir))
+    train_dir, val_dir = tmp_path / "train", tmp_path / "val"
+    train_dir.mkdir()
+    val_dir.mkdir()
+    return train_dir, val_dir, "fd_fake_data:FakeFocusSweep", module_dir
+
+
+def tiny_config(train_dir, val_dir, dataset, **trainer) -> dict:
+    return {
+        "model": {"name": "poolnet_test"},
+        "data": {"train": str(train_dir), "val": str(val_dir), "crop_size": 32,
+                 "val_crop_size": 32, "batch_size": 2, "dataset": dataset},
+        "trainer": {"max_steps": 4, "accelerator": "cpu", "devices": 1,
+                    "enable_progress_bar": False, "log_every_n_steps": 1, **trainer},
+        "checkpoint": {"every_n_steps": 2},
+        "optimizer": {"lr": 1e-3},
+    }
+
+
+def read_csv_rows(run_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted((run_dir / "logs" / "csv").glob("version_*/metrics.csv")):
+        with path.open() as handle:
+            rows += [dict(r, version=path.parent.name) for r in csv.DictReader(handle)]
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# configs
+
+
+def test_defaults_are_the_seed_protocol():
+    config = config_from_dict({"model": {"name": "poolnet"}, "data": {"train": "a", "val": "b"}})
+    assert config.data.num_frames == 4 and config.data.sample == "ramp"
+    assert config.data.crop_size == 256 and config.data.random_crop
+    assert config.loss == [{"name": "masked_mse", "weight": 1.0}]
+    assert config.trainer.val_check_interval is None and config.trainer.check_val_every_n_epoch == 1
+    # the resolved form round-trips
+    assert config_from_dict(config.to_dict()).to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize("patch, fragment", [
+    ({"trainer": {"max_stepz": 3}}, "unknown key 'trainer.max_stepz'"),
+    ({"optimiser": {}}, "unknown key 'optimiser'"),
+    ({"data": {"train": "a", "val": "b", "num_frames": "four"}}, "'data.num_frames' must be int"),
+    ({"data": {"train": "a", "val": "b", "sample": "random"}}, "'data.sample' must be"),
+    ({"data": {"train": "a"}}, "missing required key 'data.val'"),
+    ({"loss": []}, "'loss' must be a non-empty list"),
+    ({"optimizer": {"lr": -1.0}}, "optimizer.lr must be positive"),
+])
+def test_bad_config_is_a_user_error_naming_the_file(tmp_path, patch, fragment):
+    raw = {"model": {"name": "poolnet_test"}, "data": {"train": "a", "val": "b"}}
+    raw.update(patch)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError) as error:
+        load_config(path)
+    assert fragment in str(error.value) and str(path) in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_cli_prints_one_line_and_exits_2_on_a_bad_config(tmp_path, capsys):
+    from focaldepth.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: {name: poolnet_test}\ndata: {train: a, val: b}\ntrainer: {gpus: 2}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(path), "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown key 'trainer.gpus'" in err and str(path) in err
+
+
+def test_unknown_model_and_loss_are_user_errors(tiny_data, tmp_path):
+    from focaldepth.train.run import train
+
+    train_dir, val_dir, dataset, _ = tiny_data
+    raw = tiny_config(train_dir, val_dir, dataset)
+    raw["model"] = {"name": "poolnett"}
+    with pytest.raises(UserError, match="did you mean 'poolnet'"):
+        train(config_from_dict(raw), tmp_path / "run1")
+    raw["model"] = {"name": "poolnet_test", "depth_of_field": 3}
+    with pytest.raises(UserError, match="depth_of_field"):
+        train(config_from_dict(raw), tmp_path / "run2")
+    raw["model"] = {"name": "poolnet_test"}
+    raw["loss"] = [{"name": "msee"}]
+    with pytest.raises(UserError, match="unknown loss 'msee'"):
+        train(config_from_dict(raw), tmp_path / "run3")
+
+
+def test_extends_merges_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "model: {name: poolnet, focus_channel: true}\ndata: {train: a, val: b, batch_size: 8}\n")
+    (tmp_path / "budget.yaml").write_text("data: {batch_size: 2}\ntrainer: {max_steps: 7}\n")
+    (tmp_path / "exp.yaml").write_text(
+        "extends: [base.yaml, budget.yaml]\nmodel: {focus_channel: false}\n")
+    config = load_config(tmp_path / "exp.yaml", ["trainer.max_steps=9", "optimizer.lr=1e-2"])
+    assert config.model.kwargs == {"focus_channel": False}
+    assert config.data.batch_size == 2 and config.data.train == "a"
+    assert config.trainer.max_steps == 9 and config.optimizer.lr == pytest.approx(1e-2)
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(UserError, match="cycle"):
+        read_config_mapping(tmp_path / "loop.yaml")
+    with pytest.raises(UserError, match="KEY.SUB=VALUE"):
+        apply_overrides({}, ["no_equals_sign"])
+
+
+@pytest.mark.parametrize("path", sorted(p for p in TRAIN_CONFIGS.glob("*.yaml")
+                                        if not p.name.startswith("_")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid(path):
+    from focaldepth.losses import build_loss
+
+    config = load_config(path)
+    build_loss(config.loss)
+    # Build on the meta device: checks every model argument without allocating weights.
+    with torch.device("meta"):
+        model = models.create(config.model.name, **config.model.kwargs)
+    if getattr(model, "image_size_px", None) is not None:  # FC layers fix the input size
+        assert tuple(model.image_size_px) == (config.data.crop_size,) * 2
+    if config.trainer.accelerator == "cpu":  # the CPU budget is the same for every CPU run
+        budget = read_config_mapping(TRAIN_CONFIGS / "_budget_cpu.yaml")
+        assert config.trainer.max_steps == budget["trainer"]["max_steps"]
+        assert config.data.crop_size == budget["data"]["crop_size"]
+        assert config.data.batch_size == budget["data"]["batch_size"]
+
+
+def test_learning_rate_schedules():
+    from focaldepth.train.config import SchedulerConfig
+
+    cosine = lr_lambda(SchedulerConfig("cosine", warmup_steps=10, min_lr=1e-5), 110, 1e-3)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(10) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.505)
+    assert cosine(110) == pytest.approx(0.01) and cosine(500) == pytest.approx(0.01)
+    step = lr_lambda(SchedulerConfig("step", step_size=100, gamma=0.5), 1000, 1e-3)
+    assert [step(s) for s in (0, 99, 100, 250)] == [1.0, 1.0, 0.5, 0.25]
+    assert lr_lambda(SchedulerConfig("constant"), 10, 1e-3)(7) == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# a tiny training run
+
+
+def test_tiny_run_writes_checkpoints_logs_and_config(tiny_data, tmp_path):
+    from focaldepth.train.checkpoint import load_trained_model
+    from focaldepth.train.run import train
+
+    train_dir, val_dir, dataset, _ = tiny_data
+    config = config_from_dict(tiny_config(train_dir, val_dir, dataset))
+    run = tmp_path / "run"
+    result = train(config, run)
+    assert result.global_step == 4 and result.best_val_loss is not None
+    for name in ("config.yaml", "summary.json", "loss_curves.png", "checkpoints/last.ckpt",
+                 "checkpoints/last.pt", "checkpoints/best.ckpt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    # the saved config is the resolved one and rebuilds the same TrainConfig
+    assert config_from_dict(yaml.safe_load((run / "config.yaml").read_text())) == config
+    rows = read_csv_rows(run)
+    train_steps = sorted(int(r["step"]) for r in rows if r.get("train/loss"))
+    assert train_steps == [0, 1, 2, 3]
+    val_losses = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
+    assert len(val_losses) == 1 and val_losses[0] == pytest.approx(result.best_val_loss)  # 1 epoch
+    # the Lightning checkpoint carries the config; the exported .pt loads without Lightning and
+    # both give the same model
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
+    assert ckpt["focaldepth"]["config"] == config.to_dict()
+    from_ckpt = load_trained_model(run / "checkpoints/last.ckpt").model
+    from_pt = models.load(run / "checkpoints/last.pt")
+    frames = torch.rand(1, 4, 3, 32, 32)
+    focus, camera = torch.linspace(0.5, 1.5, 4)[None], torch.tensor([[0.025, 2.0, 1e-5]])
+    assert torch.equal(from_ckpt(frames, focus, camera)["depth_m"],
+                       from_pt(frames, focus, camera)["depth_m"])
+    assert models.read_checkpoint(run / "checkpoints/last.pt")["extra"]["global_step"] == 4
+    # training moved the weights away from the initialisation
+    fresh = models.create("poolnet_test")
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                      from_pt.state_dict().values()))
+
+
+def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
+    from focaldepth.train.run import train
+
+    train_dir, val_dir, dataset, _ = tiny_data
+    raw = tiny_config(train_dir, val_dir, dataset)
+    run = tmp_path / "run"
+    first = train(config_from_dict(raw), run)
+    assert first.global_step == 4
+    with pytest.raises(UserError, match="already holds a run"):
+        train(config_from_dict(raw), run)
+    changed = {**raw, "optimizer": {"lr": 5e-3}}
+    with pytest.raises(UserError, match="optimizer.lr"):
+        train(config_from_dict(changed), run, resume=True)
+    longer = {**raw, "trainer": {**raw["trainer"], "max_steps": 7}}
+    second = train(config_from_dict(longer), run, resume=True)
+    assert second.resumed_from_step == 4 and second.global_step == 7
+    rows = read_csv_rows(run)
+    resumed_steps = sorted(int(r["step"]) for r in rows
+                           if r["version"] == "version_1" and r.get("train/loss"))
+    assert resumed_steps == [4, 5, 6]  # continued, not restarted at 0
+    from focaldepth.train.run import read_logged_metrics
+
+    merged = [step for step, _ in read_logged_metrics(run)["train/loss"]]
+    assert merged == list(range(7))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "focaldepth.cli", *args]
+
+
+def _env(module_dir: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT / "src"),
+                                         env.get("PYTHONPATH", "")])
+    env["PYTHONWARNINGS"] = "ignore"
+    env["OMP_NUM_THREADS"] = "1"  # see one_thread()
+    return env
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill(tiny_data, tmp_path):
+    """SIGKILL a CLI run once a checkpoint exists; --resume finishes it from that step."""
+    train_dir, val_dir, dataset, module_dir = tiny_data
+    raw = tiny_config(train_dir, val_dir, dataset, max_steps=400)
+    raw["checkpoint"] = {"every_n_steps": 5}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    process = subprocess.Popen(_cli("train", "--config", str(config), "--out", str(run)),
+                               env=_env(module_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists()
+    killed_at = torch.load(last, weights_only=False)["global_step"]
+    assert 0 < killed_at < 400
+    target = str(killed_at + 6)  # the saved config said 400: more steps may change on resume
+    finished = subprocess.run(_cli("train", "--resume", "--out", str(run), "--max-steps", target),
+                              env=_env(module_dir), capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert torch.load(last, weights_only=False)["global_step"] == killed_at + 6
+    versions = sorted((run / "logs" / "csv").glob("version_*"))
+    assert len(versions) == 2
+
+
+def test_ddp_on_two_cpu_processes(tiny_data, tmp_path):
+    """Lightning DDP (gloo) with 2 CPU processes through the unchanged CLI."""
+    train_dir, val_dir, dataset, module_dir = tiny_data
+    raw = tiny_config(train_dir, val_dir, dataset, max_steps=3)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    env = _env(module_dir)
+    result = subprocess.run(
+        _cli("train", "--config", str(config), "--out", str(run), "--strategy", "ddp",
+             "--devices", "2", "--accelerator", "cpu"),
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = yaml.safe_load((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 3
+    assert (run / "checkpoints" / "last.pt").is_file()
+    # each of the 2 processes saw half of the 8 items per epoch: 8 / 2 / batch 2 = 2 steps
+    assert summary["steps_per_epoch"] == 2
