@@ -40,6 +40,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from focaldepth.optics import coc_px
 
@@ -272,28 +273,49 @@ def render_focal_stack(image: Tensor, depth_m: Tensor, focus_distance_m: Tensor,
     # Accumulated alpha of every layer and all layers behind it: the Ikoma normaliser.
     accumulated_alpha = weights.cumsum(dim=1)
 
-    eps = ALPHA_FLOOR
     in_place = not (torch.is_grad_enabled() and (image.requires_grad or depth_m.requires_grad
                                                   or camera.requires_grad
                                                   or focus_distance_m.requires_grad))
-    colour = image.new_zeros(batch, slices, channels, height, width)
-    transmittance = image.new_ones(batch, slices, 1, height, width)  # prod over layers of 1 - alpha~
+    # The compositing state is stored column-major ((W, H) per plane) because that is the
+    # memory order in which the FFT convolution returns its planes: the element-wise
+    # compositing then streams through memory (2x faster than mixing the two orders).
+    colour = image.new_zeros(batch, slices, channels, width, height)
+    transmittance = image.new_ones(batch, slices, 1, width, height)  # prod over layers of 1 - alpha~
     for layer in range(num_layers):  # far to near: the over operator, back to front
         if not layer_used[layer]:
             continue
         planes = torch.cat([image * weights[:, layer:layer + 1], weights[:, layer:layer + 1],
                             accumulated_alpha[:, layer:layer + 1]], dim=1)  # (B, C+2, H, W)
         radius = kernel_radius_px(layer_max_coc[layer], psf)
-        blurred = _blur_planes(planes, coc[:, layer], psf, radius)  # (B, S, C+2, H, W)
-        colour, transmittance = _over(colour, transmittance, blurred, channels, eps, in_place)
-    coverage = (1.0 - transmittance).clamp_min(eps)
-    return colour.div_(coverage) if in_place else colour / coverage
+        if in_place:
+            colour, transmittance = _composite_layer(planes, coc[:, layer], colour, transmittance,
+                                                     psf=psf, radius_px=radius, in_place=True)
+        else:
+            # Recompute each layer's blur during backward instead of storing it: autograd
+            # would otherwise keep ~4 x S x (C+2) image-sized planes per layer (0.8 GB for
+            # 24 layers x 5 focus at 256x256); this keeps ~S x (C+1) and costs one extra
+            # forward pass.
+            colour, transmittance = checkpoint(
+                _composite_layer, planes, coc[:, layer], colour, transmittance,
+                psf=psf, radius_px=radius, in_place=False, use_reentrant=False)
+    coverage = (1.0 - transmittance).clamp_min(ALPHA_FLOOR)
+    stack = colour.div_(coverage) if in_place else colour / coverage
+    return stack.transpose(-1, -2).contiguous()
+
+
+def _composite_layer(planes: Tensor, coc_px_value: Tensor, colour: Tensor, transmittance: Tensor,
+                     *, psf: str, radius_px: int, in_place: bool) -> tuple[Tensor, Tensor]:
+    """Blur one layer's planes [alpha c, alpha, A] for every focus distance and put the result
+    over the (column-major) compositing state."""
+    channels = planes.shape[1] - 2
+    blurred = _blur_planes(planes, coc_px_value, psf, radius_px)  # (B, S, C+2, H, W)
+    return _over(colour, transmittance, blurred.transpose(-1, -2), channels, ALPHA_FLOOR, in_place)
 
 
 def _blur_planes(planes: Tensor, coc_px_value: Tensor, psf: str, radius_px: int) -> Tensor:
     """Blur ``planes`` ``(B, P, H, W)`` with each of the S PSFs of CoC ``coc_px_value`` ``(B, S)``:
-    returns ``(B, S, P, H, W)``. FFT convolution of the mirror-padded planes; identity when
-    every kernel is a single pixel (radius 0)."""
+    returns ``(B, S, P, H, W)`` (a view, column-major in memory). FFT convolution of the
+    mirror-padded planes; identity when every kernel is a single pixel (radius 0)."""
     batch, _, height, width = planes.shape
     slices = coc_px_value.shape[1]
     if radius_px == 0:
