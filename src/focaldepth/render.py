@@ -20,22 +20,24 @@ Method (layered compositing; Hasinoff & Kutulakos 2007, Ikoma et al. ICCP 2021):
    except in rare fringes where step 3 leaves a small gap, and dividing keeps a constant
    image constant (mean intensity is conserved) there as well.
 
-Convolutions are done by FFT: every layer is transformed once (its padded colour*alpha
-and alpha), the spectrum of ``A_l`` is a running sum of alpha spectra, and each of the S
-kernel spectra multiplies them before one inverse transform per focus distance. The
-images are mirror-padded by the kernel radius (so borders are not darkened) and the FFT
-size is rounded up to a 2-3-5-smooth size. Cost is O(L * S * (C + 2)) inverse FFTs of
-the padded image, independent of the blur size, so 40+ px CoC costs the same as 2 px.
+Convolutions are done by FFT, one layer at a time: the layer's mirror-padded planes
+[alpha c, alpha, A] are transformed once and multiplied by the S kernel spectra, then
+inverted in two 1-D passes with a crop in between. Mirror padding by the kernel radius
+keeps borders from darkening; each layer's FFT size is its own H + 2R (rounded up to a
+2-3-5-smooth size), so near-focus layers are cheaper. The cost is O(L * S * (C + 2))
+inverse FFTs of the padded size: it grows with H + 2R, not with the kernel area. Without
+autograd the compositing runs in place (memory traffic dominates the cost); with
+autograd each layer is checkpointed (recomputed in backward) to bound memory.
 
-Everything is plain torch (device and dtype follow the inputs; works on CUDA). Two values
-become Python numbers (one GPU sync per call): the largest kernel radius, which sets the
-padding, and the validity check of depth and focus.
+Everything is plain torch (device and dtype follow the inputs; works on CUDA). A few
+values become Python numbers (one GPU sync each): the validity check of the inputs and,
+per layer, its largest CoC (its padding) and whether any pixel lies on it (empty layers
+are skipped: they are exact no-ops).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +46,6 @@ from torch.utils.checkpoint import checkpoint
 
 from focaldepth.optics import coc_px
 
-Psf = Literal["disk", "gaussian"]
 PSFS: tuple[str, ...] = ("disk", "gaussian")
 
 # Gaussian PSF: sigma = CoC / 4. A uniform disk of diameter c has a per-axis standard
@@ -309,6 +310,8 @@ def _composite_layer(planes: Tensor, coc_px_value: Tensor, colour: Tensor, trans
     over the (column-major) compositing state."""
     channels = planes.shape[1] - 2
     blurred = _blur_planes(planes, coc_px_value, psf, radius_px)  # (B, S, C+2, H, W)
+    if in_place and radius_px == 0:
+        blurred = blurred.clone()  # the identity blur is a broadcast view of the input
     return _over(colour, transmittance, blurred.transpose(-1, -2), channels, ALPHA_FLOOR, in_place)
 
 
@@ -354,10 +357,7 @@ def _over(colour: Tensor, transmittance: Tensor, blurred: Tensor, channels: int,
     blurred_colour = blurred[:, :, :channels]
     blurred_alpha = blurred[:, :, channels:channels + 1]
     blurred_accumulated = blurred[:, :, channels + 1:]
-    if in_place:
-        blurred = blurred.clone() if blurred.stride(1) == 0 else blurred  # identity blur is a view
-        blurred_colour = blurred[:, :, :channels]
-        blurred_alpha = blurred[:, :, channels:channels + 1]
+    if in_place:  # overwrites ``blurred``, ``colour`` and ``transmittance``
         inverse = blurred[:, :, channels + 1:].clamp_min_(eps).reciprocal_()
         layer_transmittance = blurred_alpha.mul_(inverse).neg_().add_(1.0).clamp_(0.0, 1.0)
         colour.mul_(layer_transmittance).addcmul_(blurred_colour, inverse)

@@ -145,13 +145,12 @@ def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, num_layers: int = NUM
 
 
 def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
-    """Human-readable rows for the CLI table."""
+    """Human-readable rows for the CLI table (compact: fits an 80-column terminal)."""
     rows = []
     for case in result["results"]:
+        mode = "fwd+bwd" if case["mode"] == "forward+backward" else "fwd"
         rows.append({
-            "case": case["name"],
-            "layers": str(case["num_layers"]),
-            "focus": str(case["num_focus"]),
+            "case": f"{mode} {case['width']}x{case['height']} L{case['num_layers']} S{case['num_focus']}",
             "CoC px": f"{case['max_coc_px']:.0f}",
             "s/call": f"{case['seconds_per_call']['median_s']:.3f}",
             "frames/s": f"{case['frames_per_s']:.2f}",
