@@ -18,7 +18,10 @@ import yaml
 from focaldepth import models
 from focaldepth.errors import UserError
 from focaldepth.train.config import (
-    TrainConfig, apply_overrides, config_from_dict, load_config, read_config_mapping,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    read_config_mapping,
 )
 from focaldepth.train.module import lr_lambda
 
@@ -316,7 +319,8 @@ def test_resume_after_a_kill(tiny_data, tmp_path):
     assert 0 < killed_at < 400
     target = str(killed_at + 6)  # the saved config said 400: more steps may change on resume
     finished = subprocess.run(_cli("train", "--resume", "--out", str(run), "--max-steps", target),
-                              env=_env(module_dir), capture_output=True, text=True, timeout=600)
+                              env=_env(module_dir), capture_output=True, text=True, timeout=600,
+                              check=False)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert torch.load(last, weights_only=False)["global_step"] == killed_at + 6
     versions = sorted((run / "logs" / "csv").glob("version_*"))
@@ -334,7 +338,7 @@ def test_ddp_on_two_cpu_processes(tiny_data, tmp_path):
     result = subprocess.run(
         _cli("train", "--config", str(config), "--out", str(run), "--strategy", "ddp",
              "--devices", "2", "--accelerator", "cpu"),
-        env=env, capture_output=True, text=True, timeout=300)
+        env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = yaml.safe_load((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 3

@@ -31,9 +31,10 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -352,8 +353,10 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
                        progress=progress)
 
     per_sequence = []
-    for sequence_index in sorted(sequences):
-        row = dict(sequences[sequence_index])
+    for sequence_index in sorted(set(sequences) | set(seq_metrics)):
+        # (a sequence seen only in the temporal pass is a dynamic one)
+        row = dict(sequences.get(sequence_index, {"sequence_index": sequence_index,
+                                                  "is_dynamic": True}))
         row.update(seq_metrics[sequence_index].compute())
         per_sequence.append(row)
     return EvaluationResult(
@@ -461,8 +464,8 @@ def results_markdown(summary: Mapping[str, Any]) -> str:
                                           for k in ("static", "dynamic") if k in summary["by_motion"]]
     counts = ", ".join(f"{name}: {g['counts']['num_images']} stacks" for name, g in groups)
     parts = [f"# Evaluation of `{summary['model']['source']}` on `{summary['data']['root']}`\n",
-             f"{summary['protocol']['num_frames']}-frame focal stacks; {counts}. Metrics on valid "
-             "pixels, per image then averaged over images.\n",
+             (f"{summary['protocol']['num_frames']}-frame focal stacks; {counts}. Metrics on "
+              "valid pixels, per image then averaged over images.\n"),
              "## Depth in metres\n", markdown_table([(n, g["metres"]) for n, g in groups]),
              "\n## Depth normalised to [0, 1] by each sequence's depth range\n",
              markdown_table([(n, g["normalised"]) for n, g in groups])]
@@ -552,8 +555,7 @@ def plot_sheet(path: Path, samples: Sequence[SheetSample], title: str) -> Path |
         gt_axis.imshow(gt_shown, cmap="turbo_r", vmin=low, vmax=high)
         gt_axis.set_title(f"GT {low:.3g}–{high:.3g} m", fontsize=7)
         error = np.ma.masked_where(~sample.valid.numpy(), (sample.pred_m - sample.gt_m).abs().numpy())
-        cmap = matplotlib.colormaps["magma"].copy()
-        cmap.set_bad("0.6")
+        cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")
         shown = err_axis.imshow(error, cmap=cmap, vmin=0, vmax=max(1e-6, 0.25 * (high - low)))
         err_axis.set_title("|error| (m)", fontsize=7)
         figure.colorbar(shown, ax=err_axis, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)

@@ -1,37 +1,55 @@
 """`focaldepth evaluate` (metrics of a model on a test set) and `focaldepth tables` (results
-tables from evaluation outputs)."""
+tables from evaluation outputs).
+
+    focaldepth evaluate --checkpoint runs/X/checkpoints/best.pt|...ckpt|classical
+        --data data/test --out results/X [--num-frames 4] [--device cpu] [--crop-size N]
+    focaldepth tables [--spec configs/tables.yaml] [--out results/tables.md]
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
+
+CheckpointOption = Annotated[str, typer.Option(
+    "--checkpoint", help="A training checkpoint (.ckpt), an exported model file (.pt), or "
+    "'classical' for the classical depth-from-focus baseline.")]
+DataOption = Annotated[Path, typer.Option("--data", help="Test folder made by `focaldepth generate`.")]
+EvalOutOption = Annotated[Path, typer.Option(
+    "--out", help="Output folder (metrics.json, per_sequence.csv, metrics.md, "
+    "error_vs_depth.png, sheet.png).")]
+FramesOption = Annotated[int | None, typer.Option(
+    "--num-frames", help="Frames per focal stack [default: the training config's, else 4].")]
+DeviceOption = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda:0, ...")]
+SplitOption = Annotated[str | None, typer.Option("--split", help="Dataset split, if any.")]
+CropOption = Annotated[int | None, typer.Option(
+    "--crop-size", help="Centre crop of the test frames [default: full frames].")]
+TemporalOption = Annotated[bool, typer.Option(
+    "--temporal/--no-temporal", help="Temporal stability on the dynamic sequences.")]
+SheetOption = Annotated[int, typer.Option("--sheet", min=0, help="Sequences shown in sheet.png.")]
+SpecOption = Annotated[Path, typer.Option(
+    "--spec", help="Table spec: which results files form which rows.")]
+TablesOutOption = Annotated[Path | None, typer.Option(
+    "--out", help="Markdown file to write [default: print to stdout].")]
+TableNamesOption = Annotated[list[str] | None, typer.Option(
+    "--table", help="Only these tables (repeatable).")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Fail if a results file is missing.")]
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``focaldepth evaluate`` and ``focaldepth tables``."""
 
     @app.command("evaluate")
-    def evaluate_command(
-        checkpoint: str = typer.Option(
-            ..., "--checkpoint", help="A training checkpoint (.ckpt), an exported model file "
-            "(.pt), or 'classical' for the classical depth-from-focus baseline."),
-        data: Path = typer.Option(..., "--data", help="Test folder made by `focaldepth generate`."),
-        out: Path = typer.Option(..., "--out", help="Output folder (metrics.json, "
-                                 "per_sequence.csv, metrics.md, error_vs_depth.png, sheet.png)."),
-        num_frames: Optional[int] = typer.Option(
-            None, "--num-frames", help="Frames per focal stack [default: the training config's, "
-            "else 4]."),
-        device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda:0."),
-        split: Optional[str] = typer.Option(None, "--split", help="Dataset split, if the folder "
-                                            "has several."),
-        crop_size: Optional[int] = typer.Option(None, "--crop-size",
-                                                help="Centre crop (default: full frames)."),
-        temporal: bool = typer.Option(True, "--temporal/--no-temporal",
-                                      help="Temporal stability on dynamic sequences."),
-        sheet: int = typer.Option(4, "--sheet", help="Sequences shown in sheet.png."),
-    ) -> None:
+    def evaluate_command(checkpoint: CheckpointOption, data: DataOption, out: EvalOutOption,
+                         num_frames: FramesOption = None, device: DeviceOption = "cpu",
+                         split: SplitOption = None, crop_size: CropOption = None,
+                         temporal: TemporalOption = True, sheet: SheetOption = 4) -> None:
         """Evaluate a model (or the classical baseline) on a test set: metrics in metres and on
         normalised depth, temporal stability, CSV/JSON/markdown, plots."""
         from focaldepth.evaluate import evaluate
@@ -39,27 +57,22 @@ def register(app: typer.Typer) -> None:
         summary = evaluate(checkpoint, data, out, num_frames=num_frames, device=device,
                            split=split, crop_size=crop_size, temporal=temporal, sheet_count=sheet)
         metres, norm = summary["all"]["metres"], summary["all"]["normalised"]
-        fmt = lambda v, f: "n/a" if v is None else f.format(v)  # noqa: E731
         print(f"{summary['all']['counts']['num_images']} stacks from {summary['num_sequences']} "
-              f"sequences: RMSE {fmt(metres.get('rmse'), '{:.4g}')} m, AbsRel "
-              f"{fmt(metres.get('absrel'), '{:.4f}')}, δ1 {fmt(metres.get('delta1'), '{:.2%}')}; "
-              f"normalised MSE {fmt(norm.get('mse'), '{:.3g}')}")
-        print(f"wrote {out}/metrics.json, per_sequence.csv, metrics.md, error_vs_depth.png, sheet.png")
+              f"sequences: RMSE {_fmt(metres.get('rmse'), '{:.4g}')} m, AbsRel "
+              f"{_fmt(metres.get('absrel'), '{:.4f}')}, δ1 {_fmt(metres.get('delta1'), '{:.2%}')}"
+              f"; normalised MSE {_fmt(norm.get('mse'), '{:.3g}')}")
+        print(f"wrote {out}/metrics.json, per_sequence.csv, metrics.md, error_vs_depth.png, "
+              "sheet.png")
 
     @app.command("tables")
-    def tables_command(
-        spec: Path = typer.Option(Path("configs/tables.yaml"), "--spec",
-                                  help="Table spec (which results files form which rows)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Markdown file to write "
-                                           "[default: print to stdout]."),
-        names: list[str] = typer.Option([], "--table", help="Only these tables (repeatable)."),
-        strict: bool = typer.Option(False, "--strict", help="Fail if a results file is missing."),
-    ) -> None:
+    def tables_command(spec: SpecOption = Path("configs/tables.yaml"),
+                       out: TablesOutOption = None, names: TableNamesOption = None,
+                       strict: StrictOption = False) -> None:
         """Build the markdown results tables from evaluation outputs (results/*/metrics.json)."""
         from focaldepth.tables import build_tables, write_tables
 
         if out is None:
-            print(build_tables(spec, names=names, strict=strict))
+            print(build_tables(spec, names=names or (), strict=strict))
         else:
-            write_tables(spec, out, names=names, strict=strict)
+            write_tables(spec, out, names=names or (), strict=strict)
             print(f"wrote {out}")

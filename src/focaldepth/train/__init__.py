@@ -20,8 +20,9 @@ _LAZY = {
     "FocusSweepDataModule": "focaldepth.train.data",
 }
 
-__all__ = ["LoadedModel", "TrainConfig", "config_from_dict", "load_config", "load_trained_model",
-           *_LAZY]
+__all__ = ["DepthTrainingModule", "FocusSweepDataModule", "LoadedModel", "TrainConfig",
+           "TrainResult", "config_from_dict", "load_config", "load_trained_model",
+           "read_logged_metrics", "train"]
 
 
 def __getattr__(name: str) -> Any:

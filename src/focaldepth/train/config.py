@@ -54,15 +54,15 @@ class ModelConfig:
 class DataConfig:
     """Arguments of :class:`focaldepth.train.data.FocusSweepDataModule`."""
 
-    train: Union[str, list[str]]  # folder(s) of generated sequences; several are concatenated
-    val: Union[str, list[str]]
-    train_split: Union[str, None] = None  # passed as ``split=`` to the dataset
-    val_split: Union[str, None] = None
+    train: str | list[str]  # folder(s) of generated sequences; several are concatenated
+    val: str | list[str]
+    train_split: str | None = None  # passed as ``split=`` to the dataset
+    val_split: str | None = None
     num_frames: int = 4  # the seed: one focal stack of 4 frames
     sample: Literal["ramp", "window"] = "ramp"  # ramp = increasing focus, as in the seed
-    crop_size: Union[int, None] = 256  # the seed: 256x256 random crops
+    crop_size: int | None = 256  # the seed: 256x256 random crops
     random_crop: bool = True
-    val_crop_size: Union[int, None] = 256  # centre crops for validation (None = full frame)
+    val_crop_size: int | None = 256  # centre crops for validation (None = full frame)
     motion: Literal["all", "static", "dynamic"] = "all"  # filter the *training* sequences
     batch_size: int = 4
     num_workers: int = 0
@@ -97,20 +97,20 @@ class TrainerConfig:
     ``val_check_interval: null`` validates once per epoch (the seed's protocol)."""
 
     max_steps: int = 2000
-    val_check_interval: Union[int, float, None] = None
+    val_check_interval: int | float | None = None
     check_val_every_n_epoch: int = 1
-    limit_val_batches: Union[int, float] = 1.0
+    limit_val_batches: int | float = 1.0
     num_sanity_val_steps: int = 0
     precision: str = "32-true"
     accelerator: str = "auto"
-    devices: Union[int, str, list[int]] = "auto"
+    devices: int | str | list[int] = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
     log_every_n_steps: int = 10
-    gradient_clip_val: Union[float, None] = None
+    gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     enable_progress_bar: bool = True
-    deterministic: Union[bool, str] = False
+    deterministic: bool | str = False
 
 
 @dataclass
@@ -136,7 +136,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0
-    name: Union[str, None] = None
+    name: str | None = None
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,10 +202,9 @@ def _build_section(cls: type, values: Any, section: str, path: str) -> Any:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and name not in values:
             raise UserError(f"missing required key '{section}.{name}'", path)
-        if name in values:
-            if not _type_ok(values[name], hints[name]):
-                raise UserError(f"'{section}.{name}' must be {_describe(hints[name])}, "
-                                f"got {values[name]!r}", path)
+        if name in values and not _type_ok(values[name], hints[name]):
+            raise UserError(f"'{section}.{name}' must be {_describe(hints[name])}, "
+                            f"got {values[name]!r}", path)
     return cls(**values)
 
 

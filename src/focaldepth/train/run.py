@@ -33,11 +33,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from focaldepth import models
 from focaldepth.errors import UserError
+from focaldepth.io.atomic import atomic_path, atomic_write_text
 from focaldepth.train.config import (
-    RESUMABLE_CHANGES, TrainConfig, config_from_dict, differences, dump_yaml,
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    config_from_dict,
+    differences,
+    dump_yaml,
 )
 from focaldepth.train.data import FocusSweepDataModule
-from focaldepth.io.atomic import atomic_path, atomic_write_text
 from focaldepth.train.module import DepthTrainingModule
 
 CONFIG_NAME = "config.yaml"

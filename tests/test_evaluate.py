@@ -1,0 +1,326 @@
+"""Evaluation harness and results tables: oracle sanity checks, normalisation, temporal
+stability along flow, output files, model loading, tables from results files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.data import Dataset
+
+from focaldepth import models
+from focaldepth.errors import UserError
+from focaldepth.evaluate import (
+    ErrorByDepth,
+    _tiled,
+    build_summary,
+    evaluate_dataset,
+    model_predictor,
+    write_outputs,
+)
+
+CAMERA = torch.tensor([0.025, 2.0, 1.0e-5])
+
+
+class ListDataset(Dataset):
+    """Items given as a list (the same dicts as focaldepth.data.FocusSweepDataset)."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+
+def slanted_depth(height: int, width: int, near_m: float, far_m: float, shift_px: int = 0):
+    """A depth ramp along x (a slanted plane), moved ``shift_px`` to the right."""
+    x = torch.arange(width, dtype=torch.float32) - shift_px
+    row = near_m + (far_m - near_m) * (x % width) / (width - 1)
+    return row.expand(1, height, width).clone()
+
+
+def make_item(sequence: int, depth: torch.Tensor, *, frames: int = 4, dynamic: bool = False,
+              frame_index: int = 0, flow_x_px: float = 0.0, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    height, width = depth.shape[-2:]
+    valid = torch.ones(1, height, width, dtype=torch.bool)
+    valid[:, :1] = False  # one invalid row: excluded from every metric
+    flow = torch.zeros(2, height, width)
+    flow[0] = flow_x_px
+    return {"frames": torch.rand(frames, 3, height, width, generator=g),
+            "focus_distance_m": torch.linspace(0.5, 2.0, frames), "camera": CAMERA.clone(),
+            "depth_m": depth, "valid": valid, "flow": flow, "sequence_index": sequence,
+            "is_dynamic": dynamic, "frame_index": frame_index}
+
+
+def accuracy_set() -> ListDataset:
+    """Three sequences, two items each, different depth ranges (0.5-1.5, 1-3, 2-6 m)."""
+    items = []
+    for sequence, (near, far) in enumerate([(0.5, 1.5), (1.0, 3.0), (2.0, 6.0)]):
+        for k in range(2):
+            items.append(make_item(sequence, slanted_depth(16, 24, near, far, shift_px=k),
+                                   dynamic=sequence == 2, frame_index=k, seed=10 * sequence + k))
+    return ListDataset(items)
+
+
+def moving_set(frames_in_sequence: int = 5) -> ListDataset:
+    """A dynamic sequence: a slanted plane moving 1 px right per frame, so the ground-truth
+    flow from frame t to t-1 is (-1, 0) and warping depth t-1 by it reproduces depth t."""
+    items = [make_item(7, slanted_depth(16, 24, 1.0, 2.0, shift_px=t), dynamic=True,
+                       frame_index=t, flow_x_px=-1.0, seed=t) for t in range(frames_in_sequence)]
+    return ListDataset(items)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads (and lose a lot on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(*args: str) -> int:
+    """Run the focaldepth CLI in-process and return its exit status."""
+    from focaldepth.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exit_info:
+        return int(exit_info.code or 0)
+    return 0
+
+
+def oracle(batch):
+    return batch["depth_m"].float().clone()
+
+
+# --------------------------------------------------------------------------------------------
+# metrics through the harness
+
+
+def test_oracle_gives_zero_error_and_perfect_accuracy(tmp_path):
+    result = evaluate_dataset(oracle, accuracy_set(), moving_set(), progress=False)
+    overall = result.overall
+    for name in ("mse", "rmse", "absrel", "sqrel", "rmse_log", "norm_mse", "norm_rmse",
+                 "bumpiness", "temporal_err_m"):
+        assert overall[name] == pytest.approx(0.0, abs=1e-6), name
+    for name in ("delta1", "delta2", "delta3", "norm_delta1"):
+        assert overall[name] == pytest.approx(1.0), name
+    assert overall["num_images"] == 6 and overall["num_pairs"] == 4  # 5 windows -> 4 pairs
+    summary = build_summary(result, model={"source": "oracle", "name": "oracle"},
+                            data={"root": str(tmp_path), "split": None},
+                            protocol={"num_frames": 4})
+    paths = write_outputs(tmp_path / "out", result, summary)
+    for key in ("per_sequence", "metrics", "markdown", "error_vs_depth", "sheet"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0, key
+    saved = json.loads(paths["metrics"].read_text())
+    assert saved["all"]["metres"]["rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert saved["all"]["metres"]["delta1"] == 1.0
+    assert set(saved["by_motion"]) == {"static", "dynamic"}
+    with paths["per_sequence"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["sequence_index"]) for r in rows] == [0, 1, 2, 7]
+    assert "| all | 0 | 0 |" in paths["markdown"].read_text()
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
+
+
+def test_scaled_prediction_gives_known_metric_and_normalised_errors():
+    """pred = 1.1 gt: AbsRel 0.1 and delta1 = 1 in metres; on normalised depth the RMSE is the
+    metric RMSE divided by each sequence's depth range, so it does not depend on scale."""
+    dataset = accuracy_set()
+    result = evaluate_dataset(lambda b: 1.1 * b["depth_m"].float(), dataset, progress=False)
+    assert result.overall["absrel"] == pytest.approx(0.1, rel=1e-5)
+    assert result.overall["delta1"] == pytest.approx(1.0)
+    for row in result.per_sequence:
+        seq = [dataset[i] for i in range(len(dataset))
+               if dataset[i]["sequence_index"] == row["sequence_index"]]
+        gts = torch.stack([item["depth_m"][item["valid"]] for item in seq])
+        assert row["depth_min_m"] == pytest.approx(float(gts.min()))
+        assert row["depth_max_m"] == pytest.approx(float(gts.max()))
+        span = row["depth_max_m"] - row["depth_min_m"]
+        assert row["norm_rmse"] == pytest.approx(row["rmse"] / span, rel=1e-5)
+    # the three sequences span 1, 2 and 4 m with errors proportional to depth: in metres the
+    # farthest one dominates, normalised they are comparable
+    rmse = [row["rmse"] for row in result.per_sequence]
+    norm = [row["norm_rmse"] for row in result.per_sequence]
+    assert rmse[2] / rmse[0] > 3.5 and norm[2] / norm[0] < 1.5
+
+
+def test_temporal_stability_separates_flicker_from_a_steady_bias():
+    """A prediction off by a constant factor is wrong but stable along the flow; one that
+    flickers by +-10 % between frames has a relative temporal error of 0.2."""
+    dataset = moving_set()
+    steady = evaluate_dataset(lambda b: 1.1 * b["depth_m"].float(), dataset, dataset,
+                              progress=False).overall
+    assert steady["absrel"] == pytest.approx(0.1, rel=1e-5)
+    assert steady["temporal_err_rel"] == pytest.approx(0.0, abs=1e-4)
+    # the true change along the flow is zero (the plane only translates in the image)
+    assert steady["temporal_change_gt_rel"] == pytest.approx(0.0, abs=1e-5)
+
+    def flicker(batch):
+        sign = 1.0 if int(batch["frame_index"][0]) % 2 == 0 else -1.0
+        return (1.0 + 0.1 * sign) * batch["depth_m"].float()
+
+    flickering = evaluate_dataset(flicker, dataset, dataset, progress=False).overall
+    assert flickering["temporal_err_rel"] == pytest.approx(0.2, rel=1e-3)
+    assert flickering["num_pairs"] == 4 and 0.5 < flickering["temporal_coverage"] <= 1.0
+
+
+def test_static_sequences_get_no_temporal_metrics():
+    result = evaluate_dataset(oracle, accuracy_set(), accuracy_set(), progress=False)
+    static = result.by_motion["static"]
+    assert "temporal_err_m" not in static and static["num_images"] == 4
+    # sequence 2 is dynamic, but its two items are not consecutive windows with flow
+    assert result.by_motion["dynamic"]["num_images"] == 2
+
+
+def test_error_by_depth_bins():
+    bins = ErrorByDepth([0.0, 1.0, 2.0, 4.0])
+    gt = torch.tensor([0.5, 1.5, 1.5, 3.0, 5.0]).view(1, 1, 1, 5)
+    pred = gt + torch.tensor([0.1, 0.2, -0.2, 0.3, 1.0]).view(1, 1, 1, 5)
+    bins.add(pred, gt, torch.ones_like(gt, dtype=torch.bool))
+    table = bins.table()
+    assert table["count"] == [1.0, 2.0, 1.0]  # 5.0 m is outside the bins
+    assert table["mae"] == pytest.approx([0.1, 0.2, 0.3])
+    assert table["rmse"] == pytest.approx([0.1, 0.2, 0.3])
+    assert table["absrel"] == pytest.approx([0.2, 0.2 / 1.5, 0.1])
+
+
+# --------------------------------------------------------------------------------------------
+# models through the harness
+
+
+def test_fixed_size_models_run_on_stitched_tiles():
+    """Tiling equals running the model once when the model is local (a per-pixel function)."""
+    def per_pixel(frames, focus, camera):
+        return frames[:, -1, :1] * focus[:, -1].view(-1, 1, 1, 1)
+
+    frames = torch.rand(2, 3, 3, 64, 96)
+    focus = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert torch.equal(_tiled(per_pixel, frames, focus, torch.zeros(2, 3), 32, 32),
+                       per_pixel(frames, focus, None))
+
+
+def test_zoo_models_run_on_frames_of_any_size():
+    """Padding to the encoder's multiple and tiling for fixed-size models are transparent."""
+    batch = {"frames": torch.rand(1, 4, 3, 40, 50), "focus_distance_m": torch.tensor([[0.5, 0.8, 1.2, 2.0]]),
+             "camera": CAMERA[None]}
+    for name in ("ddffnet_test", "lstm_ddff_test", "recurrent_ae_test", "poolnet_test"):
+        torch.manual_seed(0)
+        depth = model_predictor(models.create(name))(batch)
+        assert depth.shape == (1, 1, 40, 50), name
+        assert torch.isfinite(depth).all() and (depth > 0).all(), name
+
+
+def _tiny_checkpoint(tmp_path: Path) -> Path:
+    model = models.create("poolnet_test")
+    path = tmp_path / "poolnet_test.pt"
+    models.save(model, path, config={"data": {"num_frames": 4}, "model": {"name": "poolnet_test"}})
+    return path
+
+
+def test_evaluate_command_writes_all_outputs(tmp_path, monkeypatch, capsys):
+    """`focaldepth evaluate` on an exported model and on the classical baseline."""
+    import focaldepth.evaluate as evaluate_module
+
+    opened = []
+
+    def fake_test_set(root, *, num_frames, sample, split=None, crop_size=None):
+        opened.append((num_frames, sample, crop_size))
+        return accuracy_set() if sample == "ramp" else moving_set()
+
+    monkeypatch.setattr(evaluate_module, "open_test_set", fake_test_set)
+    checkpoint = _tiny_checkpoint(tmp_path)
+    for name, source in (("model", str(checkpoint)), ("classical", "classical")):
+        out = tmp_path / name
+        assert run_cli("evaluate", "--checkpoint", source, "--data", str(tmp_path),
+                       "--out", str(out)) == 0
+        summary = json.loads((out / "metrics.json").read_text())
+        metres = summary["all"]["metres"]
+        assert all(math.isfinite(metres[k]) for k in ("mse", "rmse", "absrel", "delta1")), name
+        assert 0.0 <= metres["delta1"] <= 1.0
+        assert summary["all"]["counts"]["num_images"] == 6
+        assert summary["all"]["counts"]["num_pairs"] == 4
+        for file in ("per_sequence.csv", "metrics.md", "error_vs_depth.png", "sheet.png"):
+            assert (out / file).is_file(), (name, file)
+    assert opened[0] == (4, "ramp", None) and opened[1] == (4, "window", None)
+    assert "δ1" in capsys.readouterr().out
+    assert run_cli("evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data",
+                   str(tmp_path), "--out", str(tmp_path / "x")) == 2
+    assert "missing.pt" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _write_results(path: Path, rmse: float, norm_mse: float, delta1: float) -> None:
+    group = {"metres": {"rmse": rmse, "absrel": 0.05, "delta1": delta1, "bumpiness": 1.0,
+                        "rmse_log": 0.1},
+             "normalised": {"mse": norm_mse, "rmse": math.sqrt(norm_mse), "delta1": delta1},
+             "temporal": {"temporal_err_m": 0.01}, "counts": {"num_images": 3, "num_pairs": 2}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"all": group, "by_motion": {"dynamic": group}}))
+
+
+def test_tables_come_from_results_files_and_the_published_data(tmp_path):
+    from focaldepth.tables import build_tables, load_published
+
+    root = Path(__file__).resolve().parents[1]
+    published = load_published(root / "configs" / "seed_published.yaml")
+    assert published["rows"]["lstm_ddff_small"]["delta1"] == pytest.approx(0.9498)
+    (tmp_path / "seed_published.yaml").write_text(
+        (root / "configs" / "seed_published.yaml").read_text())
+    _write_results(tmp_path / "results" / "a" / "metrics.json", 0.123, 2.5e-3, 0.8765)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "summary.json").write_text(
+        json.dumps({"global_step": 1500, "wall_time_s": 420.0}))
+    spec = {"published": "seed_published.yaml", "tables": [
+        {"name": "seed", "kind": "seed", "rows": [
+            {"label": "LSTM-DDFF", "results": "results/a/metrics.json", "run": "runs/a",
+             "published": "lstm_ddff_small"},
+            {"label": "DDFF", "results": "results/missing/metrics.json", "published": "ddff"}]},
+        {"name": "motion", "kind": "ablation", "group": "dynamic", "rows": [
+            {"label": "static+dynamic", "results": "results/a/metrics.json"}]}]}
+    spec_path = tmp_path / "tables.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    text = build_tables(spec_path, root=tmp_path)
+    lstm_row = next(line for line in text.splitlines() if line.startswith("| LSTM-DDFF"))
+    assert "2.50e-03" in lstm_row and "87.65%" in lstm_row  # ours (normalised)
+    assert "1.1e-03" in lstm_row and "94.98%" in lstm_row  # the seed's, from the data file
+    assert "| 1500 | 7.0 |" in lstm_row  # steps and training minutes from the run
+    ddff_row = next(line for line in text.splitlines() if line.startswith("| DDFF"))
+    assert "1.8e-03" in ddff_row and "not run yet" in text
+    assert "temporal Δ err (m)" in text and "0.01" in text
+    with pytest.raises(UserError, match="does not exist"):
+        build_tables(spec_path, root=tmp_path, strict=True)
+    spec["tables"][0]["rows"][0]["typo"] = 1
+    spec_path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(UserError, match="unknown key 'typo'"):
+        build_tables(spec_path, root=tmp_path)
+
+
+def test_shipped_table_spec_matches_the_experiment_configs():
+    """Every row of configs/tables.yaml names an experiment config that exists (or the
+    classical baseline), and the spec builds without results present."""
+    from focaldepth.tables import build_tables
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "configs" / "tables.yaml").read_text())
+    for table in spec["tables"]:
+        for row in table["rows"]:
+            name = Path(row["results"]).parent.name
+            assert name == "classical" or (root / "configs" / "train" / f"{name}.yaml").is_file()
+            if "run" in row:
+                assert Path(row["run"]).name == name
+    text = build_tables(root / "configs" / "tables.yaml", root=root / "nonexistent")
+    assert text.count("### ") == len(spec["tables"])
