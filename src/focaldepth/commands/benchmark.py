@@ -21,8 +21,8 @@ def _run_render(repeats: int, quick: bool) -> dict[str, Any]:
     from focaldepth.bench import render
 
     if quick:  # a smoke run: small images, one timed call, one reference run
-        return render.run(sizes_hw=((64, 64),), repeats=1, reference_runs=1, reference_warmup=0,
-                          max_coc_px=12.0)
+        return render.run(sizes_hw=((64, 64),), repeats=1, warmup=1, reference_runs=1,
+                          reference_warmup=0, max_coc_px=12.0)
     return render.run(repeats=repeats)
 
 
@@ -53,8 +53,9 @@ def print_table(title: str, rows: list[dict[str, str]], reference: dict[str, Any
     console = Console()
     console.print(table)
     if reference is not None:
-        console.print(f"reference workload {reference['workload']}: {reference['seconds']:.3f} s "
-                      f"(median, {reference['torch_threads']} torch threads)")
+        best = f", best {reference['best_s']:.3f} s" if "best_s" in reference else ""
+        console.print(f"reference workload {reference['workload']}: median {reference['seconds']:.3f} s"
+                      f"{best} ({reference['torch_threads']} torch threads)")
 
 
 def _set_threads(threads: int | None) -> None:
