@@ -132,6 +132,8 @@ def layer_weights(depth_m: Tensor, num_layers: int, *, soft: bool = True) -> tup
     layer depths ``(B, L)`` in metres, far (index 0) to near. Soft weights are triangular
     (linear interpolation in inverse depth between the two nearest layers), so a pixel's
     weights move continuously with its depth; hard weights are one-hot (nearest layer).
+    The layer grid follows each item's depth range, so gradients also reach the nearest and
+    farthest pixels through the grid's ends.
     """
     layer_dpt = layer_inverse_depth(depth_m, num_layers)
     low, high = layer_dpt[:, :1, None, None], layer_dpt[:, -1:, None, None]
