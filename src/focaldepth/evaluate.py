@@ -302,7 +302,9 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
     total = len(accuracy_set)
     if total == 0:
         raise UserError("the test set has no items (num_frames larger than the sequences?)")
-    sheet_items = set(np.linspace(0, total - 1, min(sheet_count, total)).round().astype(int).tolist())
+    # Sheet rows: the first item of a not-yet-shown sequence at or after evenly spaced indices.
+    sheet_targets = sorted(set(np.linspace(0, total - 1, min(sheet_count, total)).round()
+                               .astype(int).tolist())) if sheet_count > 0 else []
     sheet: list[SheetSample] = []
     pending: _PendingSequence | None = None
 
@@ -342,7 +344,9 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
         pending.preds.append(pred)
         pending.gts.append(gt)
         pending.valids.append(valid)
-        if index in sheet_items:
+        shown = {sample.sequence_index for sample in sheet}
+        if sheet_targets and index >= sheet_targets[0] and sequence_index not in shown:
+            sheet_targets.pop(0)
             sheet.append(SheetSample(sequence_index, batch["frames"][0], batch["focus_distance_m"][0],
                                      pred[0, 0], gt[0, 0], valid[0, 0]))
     if pending is not None:
@@ -552,8 +556,10 @@ def plot_sheet(path: Path, samples: Sequence[SheetSample], title: str) -> Path |
         pred_axis.imshow(sample.pred_m.numpy(), cmap="turbo_r", vmin=low, vmax=high)
         pred_axis.set_title("prediction", fontsize=7)
         gt_shown = np.ma.masked_where(~sample.valid.numpy(), sample.gt_m.numpy())
-        gt_axis.imshow(gt_shown, cmap="turbo_r", vmin=low, vmax=high)
-        gt_axis.set_title(f"GT {low:.3g}–{high:.3g} m", fontsize=7)
+        depth_image = gt_axis.imshow(gt_shown, cmap="turbo_r", vmin=low, vmax=high)
+        gt_axis.set_title("ground truth (m)", fontsize=7)
+        figure.colorbar(depth_image, ax=gt_axis, fraction=0.046, pad=0.02).ax.tick_params(
+            labelsize=6)
         error = np.ma.masked_where(~sample.valid.numpy(), (sample.pred_m - sample.gt_m).abs().numpy())
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")
         shown = err_axis.imshow(error, cmap=cmap, vmin=0, vmax=max(1e-6, 0.25 * (high - low)))

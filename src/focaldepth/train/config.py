@@ -11,7 +11,8 @@ focus distances, 256×256 random crops, MSE on valid-depth pixels, validation ea
 ``scheduler``  :class:`SchedulerConfig` (cosine, step or constant learning rate, per step)
 ``trainer``    :class:`TrainerConfig` -> ``lightning.Trainer(**trainer)``
 ``checkpoint`` :class:`CheckpointConfig` (how often ``last.ckpt`` is refreshed)
-``seed``, ``name``, ``description``
+``seed``, ``name``, ``description``, ``torch_threads`` (``torch.set_num_threads`` per process:
+1 lets two CPU runs share a 2-core machine without OpenMP threads waiting on each other)
 
 ``extends: OTHER.yaml`` (path relative to the file; or a list, merged left to right) merges
 the file over others, so that an ablation states only what it changes and a budget fragment
@@ -38,7 +39,7 @@ from focaldepth.errors import UserError
 #: other hardware); anything else must match the saved config.
 RESUMABLE_CHANGES = frozenset({
     "trainer.max_steps", "trainer.devices", "trainer.accelerator", "trainer.strategy",
-    "trainer.num_nodes", "trainer.enable_progress_bar", "data.num_workers",
+    "trainer.num_nodes", "trainer.enable_progress_bar", "data.num_workers", "torch_threads",
 })
 
 
@@ -138,6 +139,7 @@ class TrainConfig:
     seed: int = 0
     name: str | None = None
     description: str = ""
+    torch_threads: int | None = None  # torch.set_num_threads per process (None: torch default)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data, in the same flat form as the YAML files."""
@@ -254,7 +256,7 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig,
     "trainer": TrainerConfig, "checkpoint": CheckpointConfig,
 }
-_TOP_LEVEL = {"model", "loss", "seed", "name", "description", *_SECTIONS}
+_TOP_LEVEL = {"model", "loss", "seed", "name", "description", "torch_threads", *_SECTIONS}
 
 
 def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> TrainConfig:
@@ -279,7 +281,8 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Trai
     kwargs: dict[str, Any] = {"model": model_config, **sections}
     if "loss" in raw:
         kwargs["loss"] = _check_loss_terms(raw["loss"], path)
-    for key, kind in (("seed", int), ("name", (str, type(None))), ("description", str)):
+    for key, kind in (("seed", int), ("name", (str, type(None))), ("description", str),
+                      ("torch_threads", (int, type(None)))):
         if key in raw:
             if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
                 raise UserError(f"'{key}' has the wrong type: {raw[key]!r}", path)
@@ -301,6 +304,7 @@ def _check_values(config: TrainConfig, path: str) -> None:
         (config.scheduler.warmup_steps >= 0, "scheduler.warmup_steps must be >= 0"),
         (config.scheduler.step_size >= 1, "scheduler.step_size must be >= 1"),
         (config.checkpoint.every_n_steps >= 1, "checkpoint.every_n_steps must be >= 1"),
+        (config.torch_threads is None or config.torch_threads >= 1, "torch_threads must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -179,6 +179,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if ckpt_path is not None:
         resumed_from = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)
                            .get("global_step", 0))
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Build (and so validate) model, loss and data before anything is written to the folder.
     module = DepthTrainingModule(config.to_dict(), config_path)
