@@ -221,41 +221,75 @@ def test_zoo_models_run_on_frames_of_any_size():
         assert torch.isfinite(depth).all() and (depth > 0).all(), name
 
 
-def _tiny_checkpoint(tmp_path: Path) -> Path:
-    model = models.create("poolnet_test")
-    path = tmp_path / "poolnet_test.pt"
-    models.save(model, path, config={"data": {"num_frames": 4}, "model": {"name": "poolnet_test"}})
-    return path
+@pytest.fixture(scope="module")
+def tiny_test_dir(tmp_path_factory) -> Path:
+    """A tiny generated dataset (configs/data/tiny.yaml: 4 sequences of 64x64, one dynamic)."""
+    from focaldepth.generate.runner import run_generate
+
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    run_generate(Path(__file__).resolve().parents[1] / "configs" / "data" / "tiny.yaml", out,
+                 progress=False)
+    return out
 
 
-def test_evaluate_command_writes_all_outputs(tmp_path, monkeypatch, capsys):
+def test_consecutive_windows_follow_the_sweep_in_order(tiny_test_dir):
+    from focaldepth.evaluate import open_test_set
+
+    windows = open_test_set(tiny_test_dir, num_frames=4, sample="windows")
+    records = windows.base.records
+    dynamic = [r for r in records if r["is_dynamic"]]
+    assert dynamic and len(windows) == sum(r["num_frames"] - 3 for r in dynamic)
+    first, second = windows[0], windows[1]
+    assert first["sequence_index"] == second["sequence_index"]
+    assert (first["frame_index"], second["frame_index"]) == (3, 4)
+    # window t+1 = window t shifted by one frame
+    assert torch.equal(first["frames"][1:], second["frames"][:-1])
+    assert torch.equal(first["focus_distance_m"][1:], second["focus_distance_m"][:-1])
+    assert second["flow"].abs().max() > 0  # the reference frame moved
+
+
+def test_oracle_on_generated_data(tiny_test_dir):
+    """Ground truth as the prediction: zero error and perfect accuracy in metres and
+    normalised, zero temporal error along the generator's flow, on real generated items."""
+    from focaldepth.evaluate import open_test_set, scene_depth_ranges
+
+    accuracy = open_test_set(tiny_test_dir, num_frames=4, sample="ramp")
+    windows = open_test_set(tiny_test_dir, num_frames=4, sample="windows")
+    result = evaluate_dataset(oracle, accuracy, windows,
+                              depth_ranges=scene_depth_ranges(accuracy), progress=False)
+    overall = result.overall
+    assert overall["rmse"] == 0.0 and overall["norm_rmse"] == 0.0
+    assert overall["delta1"] == 1.0 and overall["norm_delta1"] == 1.0
+    assert overall["temporal_err_m"] == 0.0 and overall["num_pairs"] == len(windows) - 1
+    for row in result.per_sequence:  # normalised by the scene's range: GT inside [0, 1]
+        record = next(r for r in accuracy.records if r["index"] == row["sequence_index"])
+        assert row["depth_min_m"] == record["params"]["near_m"]
+
+
+def test_evaluate_command_writes_all_outputs(tiny_test_dir, tmp_path, capsys):
     """`focaldepth evaluate` on an exported model and on the classical baseline."""
-    import focaldepth.evaluate as evaluate_module
-
-    opened = []
-
-    def fake_test_set(root, *, num_frames, sample, split=None, crop_size=None):
-        opened.append((num_frames, sample, crop_size))
-        return accuracy_set() if sample == "ramp" else moving_set()
-
-    monkeypatch.setattr(evaluate_module, "open_test_set", fake_test_set)
-    checkpoint = _tiny_checkpoint(tmp_path)
+    checkpoint = tmp_path / "poolnet_test.pt"
+    models.save(models.create("poolnet_test"), checkpoint,
+                config={"data": {"num_frames": 4}, "model": {"name": "poolnet_test"}})
+    records = [json.loads(line) for line in (tiny_test_dir / "manifest.jsonl").open()]
+    pairs = sum(r["num_frames"] - 4 for r in records if r["is_dynamic"])
     for name, source in (("model", str(checkpoint)), ("classical", "classical")):
         out = tmp_path / name
-        assert run_cli("evaluate", "--checkpoint", source, "--data", str(tmp_path),
+        assert run_cli("evaluate", "--checkpoint", source, "--data", str(tiny_test_dir),
                        "--out", str(out)) == 0
         summary = json.loads((out / "metrics.json").read_text())
         metres = summary["all"]["metres"]
         assert all(math.isfinite(metres[k]) for k in ("mse", "rmse", "absrel", "delta1")), name
-        assert 0.0 <= metres["delta1"] <= 1.0
-        assert summary["all"]["counts"]["num_images"] == 6
-        assert summary["all"]["counts"]["num_pairs"] == 4
+        assert 0.0 <= metres["delta1"] <= 1.0 and metres["rmse"] > 0
+        assert summary["all"]["counts"] == {"num_images": len(records), "num_pairs": pairs}
+        assert "scene depth range" in summary["protocol"]["normalisation"]
         for file in ("per_sequence.csv", "metrics.md", "error_vs_depth.png", "sheet.png"):
             assert (out / file).is_file(), (name, file)
-    assert opened[0] == (4, "ramp", None) and opened[1] == (4, "window", None)
+        with (out / "per_sequence.csv").open() as handle:
+            assert len(list(csv.DictReader(handle))) == len(records)
     assert "δ1" in capsys.readouterr().out
     assert run_cli("evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data",
-                   str(tmp_path), "--out", str(tmp_path / "x")) == 2
+                   str(tiny_test_dir), "--out", str(tmp_path / "x")) == 2
     assert "missing.pt" in capsys.readouterr().err
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -28,38 +27,17 @@ from focaldepth.train.module import lr_lambda
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIGS = ROOT / "configs" / "train"
 
-# A fake of focaldepth.data.FocusSweepDataset (same constructor and item dicts) used until
-# the data generator lands: written as a module file so DDP worker processes can import it.
-FAKE_DATA_MODULE = textwrap.dedent('''
-    import torch
-    from torch.utils.data import Dataset
+TINY_DATA_CONFIG = ROOT / "configs" / "data" / "tiny.yaml"
 
-    class FakeFocusSweep(Dataset):
-        """Deterministic focal stacks of a fronto-parallel plane per sequence (no physics)."""
 
-        def __init__(self, root, num_frames=4, crop_size=None, split=None, sample="ramp",
-                     random_crop=True, seed=0):
-            self.num_frames, self.size = num_frames, crop_size or 32
-            self.items = 8
+@pytest.fixture(scope="module")
+def tiny_dataset_dir(tmp_path_factory) -> Path:
+    """A tiny generated dataset (4 sequences of 64x64 px, one dynamic; ~1 s to make)."""
+    from focaldepth.generate.runner import run_generate
 
-        def __len__(self):
-            return self.items
-
-        def __getitem__(self, index):
-            g = torch.Generator().manual_seed(index)
-            s, h = self.num_frames, self.size
-            depth = torch.full((1, h, h), 0.6 + 0.1 * (index % 4))
-            depth[:, : h // 2] += 0.3
-            valid = torch.ones(1, h, h, dtype=torch.bool)
-            valid[:, :, :2] = False
-            return {"frames": torch.rand(s, 3, h, h, generator=g),
-                    "focus_distance_m": torch.linspace(0.5, 1.5, s),
-                    "camera": torch.tensor([0.025, 2.0, 1.0e-5]), "depth_m": depth,
-                    "aif": torch.rand(3, h, h, generator=g),
-                    "coc_px": torch.rand(s, 1, h, h, generator=g), "valid": valid,
-                    "flow": torch.zeros(2, h, h), "sequence_index": index // 2,
-                    "is_dynamic": index >= 4}
-''')
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    run_generate(TINY_DATA_CONFIG, out, progress=False)
+    return out
 
 
 @pytest.fixture(autouse=True)
@@ -73,23 +51,16 @@ def one_thread():
 
 
 @pytest.fixture()
-def tiny_data(tmp_path, monkeypatch):
-    """(train_dir, val_dir, dataset spec, PYTHONPATH addition) for a tiny data set."""
-    module_dir = tmp_path / "fake_modules"
-    module_dir.mkdir()
-    (module_dir / "fd_fake_data.py").write_text(FAKE_DATA_MODULE)
-    monkeypatch.syspath_prepend(str(module_dir))
-    train_dir, val_dir = tmp_path / "train", tmp_path / "val"
-    train_dir.mkdir()
-    val_dir.mkdir()
-    return train_dir, val_dir, "fd_fake_data:FakeFocusSweep", module_dir
+def tiny_data(tiny_dataset_dir):
+    """(train folder, val folder) for a tiny run; the same folder serves both."""
+    return tiny_dataset_dir, tiny_dataset_dir
 
 
-def tiny_config(train_dir, val_dir, dataset, **trainer) -> dict:
+def tiny_config(train_dir, val_dir, **trainer) -> dict:
     return {
         "model": {"name": "poolnet_test"},
         "data": {"train": str(train_dir), "val": str(val_dir), "crop_size": 32,
-                 "val_crop_size": 32, "batch_size": 2, "dataset": dataset},
+                 "val_crop_size": 32, "batch_size": 2},
         "trainer": {"max_steps": 4, "accelerator": "cpu", "devices": 1,
                     "enable_progress_bar": False, "log_every_n_steps": 1, **trainer},
         "checkpoint": {"every_n_steps": 2},
@@ -124,7 +95,8 @@ def test_defaults_are_the_seed_protocol():
     ({"optimiser": {}}, "unknown key 'optimiser'"),
     ({"data": {"train": "a", "val": "b", "num_frames": "four"}}, "'data.num_frames' must be int"),
     ({"data": {"train": "a", "val": "b", "sample": "random"}}, "'data.sample' must be"),
-    ({"data": {"train": "a"}}, "missing required key 'data.val'"),
+    ({"data": {"val": "b"}}, "missing required key 'data.train'"),
+    ({"data": {"train": "a", "val_fraction": 1.5}}, "data.val_fraction must be in (0, 1)"),
     ({"loss": []}, "'loss' must be a non-empty list"),
     ({"optimizer": {"lr": -1.0}}, "optimizer.lr must be positive"),
 ])
@@ -154,8 +126,8 @@ def test_cli_prints_one_line_and_exits_2_on_a_bad_config(tmp_path, capsys):
 def test_unknown_model_and_loss_are_user_errors(tiny_data, tmp_path):
     from focaldepth.train.run import train
 
-    train_dir, val_dir, dataset, _ = tiny_data
-    raw = tiny_config(train_dir, val_dir, dataset)
+    train_dir, val_dir = tiny_data
+    raw = tiny_config(train_dir, val_dir)
     raw["model"] = {"name": "poolnett"}
     with pytest.raises(UserError, match="did you mean 'poolnet'"):
         train(config_from_dict(raw), tmp_path / "run1")
@@ -197,7 +169,7 @@ def test_shipped_configs_are_valid(path):
         model = models.create(config.model.name, **config.model.kwargs)
     if getattr(model, "image_size_px", None) is not None:  # FC layers fix the input size
         assert tuple(model.image_size_px) == (config.data.crop_size,) * 2
-    if config.trainer.accelerator == "cpu":  # the CPU budget is the same for every CPU run
+    if path.stem.endswith("_cpu"):  # the CPU budget is the same for every *_cpu run
         budget = read_config_mapping(TRAIN_CONFIGS / "_budget_cpu.yaml")
         assert config.trainer.max_steps == budget["trainer"]["max_steps"]
         assert config.data.crop_size == budget["data"]["crop_size"]
@@ -216,6 +188,45 @@ def test_learning_rate_schedules():
     assert lr_lambda(SchedulerConfig("constant"), 10, 1e-3)(7) == 1.0
 
 
+def test_focus_range_mask_excludes_depth_a_stack_cannot_resolve():
+    from focaldepth.train.masks import mask_to_focus_range
+
+    focus = torch.tensor([[0.5, 1.0, 2.0]])  # 2.0 .. 0.5 dioptres, width 1.5
+    depth = torch.tensor([0.3, 0.45, 1.0, 2.5, 4.0, 10.0]).view(1, 1, 1, 6)
+    batch = {"focus_distance_m": focus, "depth_m": depth,
+             "valid": torch.ones(1, 1, 1, 6, dtype=torch.bool)}
+    exact = mask_to_focus_range(batch, 0.0)["valid"].flatten().tolist()
+    assert exact == [False, False, True, False, False, False]
+    # margin 0.25 widens the span by 0.375 dpt each side: 0.125 .. 2.375 dpt = 8 m .. 0.42 m
+    widened = mask_to_focus_range(batch, 0.25)["valid"].flatten().tolist()
+    assert widened == [False, True, True, True, True, False]
+    assert mask_to_focus_range(batch, None) is batch
+
+
+def test_held_out_validation_sequences_are_stable_and_disjoint():
+    from focaldepth.train.data import is_held_out
+
+    first = {i for i in range(1000) if is_held_out(i, 0.1)}
+    assert 70 < len(first) < 130  # about 10 %
+    # generating more sequences does not move earlier ones between train and val
+    assert {i for i in range(2000) if is_held_out(i, 0.1)} & set(range(1000)) == first
+
+
+def test_data_module_draws_new_crops_each_epoch(tiny_dataset_dir):
+    from focaldepth.train.data import FocusSweepDataModule
+
+    data = FocusSweepDataModule(train=str(tiny_dataset_dir), val=str(tiny_dataset_dir),
+                                crop_size=32, val_crop_size=32, batch_size=4)
+    data.setup("fit")
+    first = data.train_set[0]["frames"]
+    assert torch.equal(first, data.train_set[0]["frames"])  # a function of (seed, epoch, index)
+    data.set_epoch(1)
+    assert not torch.equal(first, data.train_set[0]["frames"])
+    val = data.val_set[0]["frames"]
+    data.set_epoch(2)
+    assert torch.equal(val, data.val_set[0]["frames"])  # validation stays fixed
+
+
 # --------------------------------------------------------------------------------------------
 # a tiny training run
 
@@ -224,8 +235,8 @@ def test_tiny_run_writes_checkpoints_logs_and_config(tiny_data, tmp_path):
     from focaldepth.train.checkpoint import load_trained_model
     from focaldepth.train.run import train
 
-    train_dir, val_dir, dataset, _ = tiny_data
-    config = config_from_dict(tiny_config(train_dir, val_dir, dataset))
+    train_dir, val_dir = tiny_data
+    config = config_from_dict(tiny_config(train_dir, val_dir))
     run = tmp_path / "run"
     result = train(config, run)
     assert result.global_step == 4 and result.best_val_loss is not None
@@ -239,7 +250,8 @@ def test_tiny_run_writes_checkpoints_logs_and_config(tiny_data, tmp_path):
     train_steps = sorted(int(r["step"]) for r in rows if r.get("train/loss"))
     assert train_steps == [0, 1, 2, 3]
     val_losses = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
-    assert len(val_losses) == 1 and val_losses[0] == pytest.approx(result.best_val_loss)  # 1 epoch
+    # 4 sequences / batch 2 = 2 steps per epoch: validated after steps 2 and 4
+    assert len(val_losses) == 2 and min(val_losses) == pytest.approx(result.best_val_loss)
     # the Lightning checkpoint carries the config; the exported .pt loads without Lightning and
     # both give the same model
     ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
@@ -260,8 +272,8 @@ def test_tiny_run_writes_checkpoints_logs_and_config(tiny_data, tmp_path):
 def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
     from focaldepth.train.run import train
 
-    train_dir, val_dir, dataset, _ = tiny_data
-    raw = tiny_config(train_dir, val_dir, dataset)
+    train_dir, val_dir = tiny_data
+    raw = tiny_config(train_dir, val_dir)
     run = tmp_path / "run"
     first = train(config_from_dict(raw), run)
     assert first.global_step == 4
@@ -287,10 +299,9 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "focaldepth.cli", *args]
 
 
-def _env(module_dir: Path) -> dict:
+def _env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT / "src"),
-                                         env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env["PYTHONWARNINGS"] = "ignore"
     env["OMP_NUM_THREADS"] = "1"  # see one_thread()
     return env
@@ -299,14 +310,14 @@ def _env(module_dir: Path) -> dict:
 @pytest.mark.slow
 def test_resume_after_a_kill(tiny_data, tmp_path):
     """SIGKILL a CLI run once a checkpoint exists; --resume finishes it from that step."""
-    train_dir, val_dir, dataset, module_dir = tiny_data
-    raw = tiny_config(train_dir, val_dir, dataset, max_steps=400)
+    train_dir, val_dir = tiny_data
+    raw = tiny_config(train_dir, val_dir, max_steps=400)
     raw["checkpoint"] = {"every_n_steps": 5}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     run = tmp_path / "run"
     process = subprocess.Popen(_cli("train", "--config", str(config), "--out", str(run)),
-                               env=_env(module_dir), stdout=subprocess.DEVNULL,
+                               env=_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
@@ -319,7 +330,7 @@ def test_resume_after_a_kill(tiny_data, tmp_path):
     assert 0 < killed_at < 400
     target = str(killed_at + 6)  # the saved config said 400: more steps may change on resume
     finished = subprocess.run(_cli("train", "--resume", "--out", str(run), "--max-steps", target),
-                              env=_env(module_dir), capture_output=True, text=True, timeout=600,
+                              env=_env(), capture_output=True, text=True, timeout=600,
                               check=False)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert torch.load(last, weights_only=False)["global_step"] == killed_at + 6
@@ -329,12 +340,12 @@ def test_resume_after_a_kill(tiny_data, tmp_path):
 
 def test_ddp_on_two_cpu_processes(tiny_data, tmp_path):
     """Lightning DDP (gloo) with 2 CPU processes through the unchanged CLI."""
-    train_dir, val_dir, dataset, module_dir = tiny_data
-    raw = tiny_config(train_dir, val_dir, dataset, max_steps=3)
+    train_dir, val_dir = tiny_data
+    raw = tiny_config(train_dir, val_dir, max_steps=3)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     run = tmp_path / "run"
-    env = _env(module_dir)
+    env = _env()
     result = subprocess.run(
         _cli("train", "--config", str(config), "--out", str(run), "--strategy", "ddp",
              "--devices", "2", "--accelerator", "cpu"),
@@ -343,5 +354,5 @@ def test_ddp_on_two_cpu_processes(tiny_data, tmp_path):
     summary = yaml.safe_load((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 3
     assert (run / "checkpoints" / "last.pt").is_file()
-    # each of the 2 processes saw half of the 8 items per epoch: 8 / 2 / batch 2 = 2 steps
-    assert summary["steps_per_epoch"] == 2
+    # each of the 2 processes sees half of the 4 sequences per epoch: 4 / 2 / batch 2 = 1 step
+    assert summary["steps_per_epoch"] == 1

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 from focaldepth.errors import UserError
 from focaldepth.io.atomic import atomic_path, atomic_write_text
 from focaldepth.metrics import METRIC_NAMES, TEMPORAL_NAMES, MetricAccumulator
+from focaldepth.train.masks import mask_to_focus_range
 
 Batch = dict[str, Any]
 Predictor = Callable[[Batch], torch.Tensor]
@@ -161,17 +162,65 @@ def load_model_under_test(checkpoint: str, device: str = "cpu") -> ModelUnderTes
 
 def open_test_set(root: str | Path, *, num_frames: int, sample: str, split: str | None = None,
                   crop_size: int | None = None) -> Dataset:
-    """A deterministic (no random crop) view of a generated test folder."""
+    """A deterministic view of a generated test folder (centre crops; one focal stack per
+    sequence for ``sample="ramp"``; every consecutive window of the dynamic sequences, in
+    frame order, for ``sample="windows"``)."""
     from focaldepth.data import FocusSweepDataset
 
     root = Path(root)
     if not root.is_dir():
         raise UserError("test data folder does not exist", root)
-    kwargs: dict[str, Any] = {"num_frames": num_frames, "crop_size": crop_size, "sample": sample,
-                              "random_crop": False}
+    kwargs: dict[str, Any] = {"num_frames": num_frames, "crop_size": crop_size,
+                              "random_crop": False, "seed": 0}
     if split is not None:
         kwargs["split"] = split
-    return FocusSweepDataset(root, **kwargs)
+    if sample == "windows":
+        return ConsecutiveWindows(FocusSweepDataset(root, sample="window", **kwargs))
+    return FocusSweepDataset(root, sample=sample, **kwargs)
+
+
+class ConsecutiveWindows(Dataset):
+    """Every window of ``num_frames`` consecutive frames of each dynamic sequence of a
+    :class:`focaldepth.data.FocusSweepDataset`, in frame order (the dataset itself serves one
+    random window per sequence). Items gain ``frame_index``: the window's last frame."""
+
+    def __init__(self, base: Dataset) -> None:
+        if not hasattr(base, "records") or not hasattr(base, "_frame_indices"):
+            raise TypeError("ConsecutiveWindows needs a FocusSweepDataset (records, frame "
+                            "selection)")
+        self.base = base
+        size = base.num_frames
+        self.windows = [(item, stop) for item, record in enumerate(base.records)
+                        if record["is_dynamic"] for stop in range(size, record["num_frames"] + 1)]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def item_is_dynamic(self, index: int) -> bool:
+        return True
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item, stop = self.windows[index]
+        frames = list(range(stop - self.base.num_frames, stop))
+        # The dataset picks its frames in _frame_indices; pin them to this window.
+        self.base._frame_indices = lambda rng, focus: frames
+        try:
+            out = self.base[item]
+        finally:
+            del self.base._frame_indices
+        out["frame_index"] = stop - 1
+        return out
+
+
+def scene_depth_ranges(dataset: Dataset) -> dict[int, tuple[float, float]]:
+    """``{sequence_index: (near_m, far_m)}`` from a generated dataset's records: the depth
+    range each scene was built in (the range of its focus sweep)."""
+    ranges = {}
+    for record in getattr(dataset, "records", []) or []:
+        params = record.get("params") or {}
+        if "near_m" in params and "far_m" in params and params["far_m"] > params["near_m"]:
+            ranges[int(record["index"])] = (float(params["near_m"]), float(params["far_m"]))
+    return ranges
 
 
 def _batched(item: Mapping[str, Any]) -> Batch:
@@ -284,13 +333,18 @@ def _sequence_range(pending: _PendingSequence) -> tuple[float, float] | None:
 
 def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
                      temporal_set: Dataset | None = None, *, sheet_count: int = 4,
+                     depth_ranges: Mapping[int, tuple[float, float]] | None = None,
+                     valid_range_margin: float | None = None,
                      progress: bool = True) -> EvaluationResult:
     """Score ``predict`` on ``accuracy_set`` (and temporal stability on the dynamic sequences
     of ``temporal_set``, whose items must come in frame order within each sequence).
 
-    Items of one sequence are expected to be contiguous (as in the generated datasets); they
-    are held until the sequence ends so that one depth range per sequence can be used for
-    the normalised metrics."""
+    Normalised metrics use ``depth_ranges[sequence_index]`` (near, far) when given, else the
+    valid ground-truth range over the sequence's evaluated items; items of one sequence are
+    expected to be contiguous and are held until the sequence ends. ``valid_range_margin``
+    restricts every metric to pixels within the stack's focus range (see
+    :func:`focaldepth.train.masks.mask_to_focus_range`); None scores every pixel with ground
+    truth."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -309,7 +363,7 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
     pending: _PendingSequence | None = None
 
     def flush(done: _PendingSequence) -> None:
-        depth_range = _sequence_range(done)
+        depth_range = (depth_ranges or {}).get(done.sequence_index) or _sequence_range(done)
         accumulator = seq_metrics.setdefault(done.sequence_index, MetricAccumulator())
         motion = by_motion["dynamic" if done.is_dynamic else "static"]
         for pred, gt, valid in zip(done.preds, done.gts, done.valids):
@@ -329,7 +383,7 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
 
     for index in tqdm(range(total), desc="evaluate", disable=not progress, unit="stack"):
         item = accuracy_set[index]
-        batch = _batched(item)
+        batch = mask_to_focus_range(_batched(item), valid_range_margin)
         pred = predict(batch)
         gt, valid = batch["depth_m"].float(), batch["valid"].bool()
         if pred.shape != gt.shape:
@@ -354,7 +408,7 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
 
     if temporal_set is not None:
         _temporal_pass(predict, temporal_set, seq_metrics, overall, by_motion["dynamic"],
-                       progress=progress)
+                       valid_range_margin=valid_range_margin, progress=progress)
 
     per_sequence = []
     for sequence_index in sorted(set(sequences) | set(seq_metrics)):
@@ -377,7 +431,7 @@ def _item_is_dynamic(dataset: Dataset, index: int) -> bool | None:
 
 def _temporal_pass(predict: Predictor, dataset: Dataset, seq_metrics: dict[int, MetricAccumulator],
                    overall: MetricAccumulator, dynamic: MetricAccumulator, *,
-                   progress: bool) -> None:
+                   valid_range_margin: float | None, progress: bool) -> None:
     """Temporal stability between consecutive windows of each dynamic sequence."""
     from tqdm.auto import tqdm
 
@@ -390,7 +444,7 @@ def _temporal_pass(predict: Predictor, dataset: Dataset, seq_metrics: dict[int, 
         if not bool(_scalar(item.get("is_dynamic", False))):
             previous = None
             continue
-        batch = _batched(item)
+        batch = mask_to_focus_range(_batched(item), valid_range_margin)
         current = {"sequence_index": int(_scalar(item["sequence_index"])),
                    "frame_index": _scalar(item["frame_index"]) if "frame_index" in item else None,
                    "pred": predict(batch), "gt": batch["depth_m"].float(),
@@ -612,24 +666,28 @@ def write_outputs(out_dir: str | Path, result: EvaluationResult,
 
 def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: int | None = None,
              device: str = "cpu", split: str | None = None, crop_size: int | None = None,
-             temporal: bool = True, sheet_count: int = 4, progress: bool = True) -> dict[str, Any]:
+             temporal: bool = True, valid_range_margin: float | None = None,
+             sheet_count: int = 4, progress: bool = True) -> dict[str, Any]:
     """Evaluate a checkpoint (``.ckpt``/``.pt``) or ``"classical"`` on a test folder and write
     the outputs into ``out``. ``num_frames`` defaults to the training config's (else 4).
     Returns the summary written to ``metrics.json``."""
-    torch.set_grad_enabled(False)
     under_test = load_model_under_test(checkpoint, device)
     frames = num_frames or under_test.num_frames or 4
     accuracy_set = open_test_set(data, num_frames=frames, sample="ramp", split=split,
                                  crop_size=crop_size)
-    temporal_set = open_test_set(data, num_frames=frames, sample="window", split=split,
+    temporal_set = open_test_set(data, num_frames=frames, sample="windows", split=split,
                                  crop_size=crop_size) if temporal else None
+    ranges = scene_depth_ranges(accuracy_set)
     result = evaluate_dataset(model_predictor(under_test.model, device), accuracy_set,
-                              temporal_set, sheet_count=sheet_count, progress=progress)
+                              temporal_set, sheet_count=sheet_count, depth_ranges=ranges,
+                              valid_range_margin=valid_range_margin, progress=progress)
+    normalisation = ("each sequence's scene depth range (near_m, far_m of the generator)"
+                     if ranges else "each sequence's valid ground-truth depth range")
     summary = build_summary(
         result, model={"source": under_test.source, **under_test.description},
         data={"root": str(data), "split": split},
-        protocol={"num_frames": frames, "crop_size": crop_size, "device": device,
-                  "normalisation": "per-sequence valid ground-truth depth range",
-                  "temporal": temporal})
+        protocol={"num_frames": frames, "sample": "ramp", "crop_size": crop_size,
+                  "device": device, "normalisation": normalisation,
+                  "valid_range_margin": valid_range_margin, "temporal": temporal})
     write_outputs(out, result, summary)
     return summary

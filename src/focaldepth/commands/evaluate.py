@@ -28,6 +28,9 @@ CropOption = Annotated[int | None, typer.Option(
     "--crop-size", help="Centre crop of the test frames [default: full frames].")]
 TemporalOption = Annotated[bool, typer.Option(
     "--temporal/--no-temporal", help="Temporal stability on the dynamic sequences.")]
+MarginOption = Annotated[float | None, typer.Option(
+    "--valid-range-margin", help="Score only pixels within the stack's focus range widened by "
+    "this fraction (0.25 = the models' output range) [default: every pixel with ground truth].")]
 SheetOption = Annotated[int, typer.Option("--sheet", min=0, help="Sequences shown in sheet.png.")]
 SpecOption = Annotated[Path, typer.Option(
     "--spec", help="Table spec: which results files form which rows.")]
@@ -49,13 +52,15 @@ def register(app: typer.Typer) -> None:
     def evaluate_command(checkpoint: CheckpointOption, data: DataOption, out: EvalOutOption,
                          num_frames: FramesOption = None, device: DeviceOption = "cpu",
                          split: SplitOption = None, crop_size: CropOption = None,
-                         temporal: TemporalOption = True, sheet: SheetOption = 4) -> None:
+                         temporal: TemporalOption = True,
+                         valid_range_margin: MarginOption = None, sheet: SheetOption = 4) -> None:
         """Evaluate a model (or the classical baseline) on a test set: metrics in metres and on
         normalised depth, temporal stability, CSV/JSON/markdown, plots."""
         from focaldepth.evaluate import evaluate
 
         summary = evaluate(checkpoint, data, out, num_frames=num_frames, device=device,
-                           split=split, crop_size=crop_size, temporal=temporal, sheet_count=sheet)
+                           split=split, crop_size=crop_size, temporal=temporal,
+                           valid_range_margin=valid_range_margin, sheet_count=sheet)
         metres, norm = summary["all"]["metres"], summary["all"]["normalised"]
         print(f"{summary['all']['counts']['num_images']} stacks from {summary['num_sequences']} "
               f"sequences: RMSE {_fmt(metres.get('rmse'), '{:.4g}')} m, AbsRel "

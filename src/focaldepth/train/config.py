@@ -56,7 +56,8 @@ class DataConfig:
     """Arguments of :class:`focaldepth.train.data.FocusSweepDataModule`."""
 
     train: str | list[str]  # folder(s) of generated sequences; several are concatenated
-    val: str | list[str]
+    val: str | list[str] | None = None  # None: hold out val_fraction of the training sequences
+    val_fraction: float = 0.05
     train_split: str | None = None  # passed as ``split=`` to the dataset
     val_split: str | None = None
     num_frames: int = 4  # the seed: one focal stack of 4 frames
@@ -68,6 +69,10 @@ class DataConfig:
     batch_size: int = 4
     num_workers: int = 0
     dataset: str = "focaldepth.data:FocusSweepDataset"  # any adapter with the same item dicts
+    # The seed's mask: train (and validate) only on pixels whose depth lies in the range the
+    # focal stack can resolve: its focus distances' inverse-depth span widened by this fraction
+    # on each side (0.25 = the zoo models' output range). None: every pixel with ground truth.
+    valid_range_margin: float | None = 0.25
 
 
 @dataclass
@@ -274,7 +279,7 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Trai
         raise UserError("'model' must be a mapping with a 'name' (see `focaldepth models`)", path)
     model_config = ModelConfig(name=model.pop("name"), kwargs=model)
     if "data" not in raw:
-        raise UserError("missing required section 'data' (with 'train' and 'val' folders)", path)
+        raise UserError("missing required section 'data' (with at least a 'train' folder)", path)
     sections = {key: _build_section(cls, _coerce_floats(raw.get(key) or {}, cls, key, path),
                                     key, path)
                 for key, cls in _SECTIONS.items() if key in raw}
@@ -297,6 +302,9 @@ def _check_values(config: TrainConfig, path: str) -> None:
     checks = [
         (config.data.num_frames >= 1, "data.num_frames must be >= 1"),
         (config.data.batch_size >= 1, "data.batch_size must be >= 1"),
+        (0 < config.data.val_fraction < 1, "data.val_fraction must be in (0, 1)"),
+        (config.data.valid_range_margin is None or config.data.valid_range_margin >= 0,
+         "data.valid_range_margin must be >= 0 (or null)"),
         (config.data.num_workers >= 0, "data.num_workers must be >= 0"),
         (config.data.crop_size is None or config.data.crop_size >= 8, "data.crop_size must be >= 8"),
         (config.optimizer.lr > 0, "optimizer.lr must be positive"),

@@ -3,8 +3,9 @@
 It builds one dataset per folder with the adapter class named in the config (by default
 :class:`focaldepth.data.FocusSweepDataset`; any class taking the same keyword arguments and
 returning the same item dicts works), concatenates several folders, optionally keeps only
-static or only dynamic training sequences, and leaves sharding to Lightning (under DDP each
-process gets a ``DistributedSampler`` automatically)."""
+static or only dynamic training sequences, holds out a validation share of the training
+sequences when no validation folder is given, and leaves sharding to Lightning (under DDP
+each process gets a ``DistributedSampler`` automatically)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from focaldepth.errors import UserError
+
+#: Multiplier of the sequence-index hash that decides which sequences are held out for
+#: validation (Knuth's multiplicative hash: stable whatever the number of sequences).
+_HASH_MULTIPLIER = 2654435761
 
 
 def import_object(spec: str, where: str | None = None) -> Any:
@@ -40,12 +45,34 @@ def _as_list(folders: str | Sequence[str]) -> list[str]:
     return [folders] if isinstance(folders, str) else list(folders)
 
 
-def _is_dynamic(dataset: Dataset, index: int) -> bool:
-    """Whether item ``index`` comes from a dynamic sequence. Uses a cheap per-item lookup when
-    the adapter offers one (``item_is_dynamic(index)``), otherwise reads the item."""
-    lookup = getattr(dataset, "item_is_dynamic", None)
-    if callable(lookup):
-        return bool(lookup(index))
+def _leaves(dataset: Dataset) -> list[Dataset]:
+    """The underlying datasets of a Subset/ConcatDataset tree."""
+    if isinstance(dataset, Subset):
+        return _leaves(dataset.dataset)
+    if isinstance(dataset, ConcatDataset):
+        return [leaf for part in dataset.datasets for leaf in _leaves(part)]
+    return [dataset]
+
+
+def _records(dataset: Dataset) -> list[dict] | None:
+    records = getattr(dataset, "records", None)
+    return records if isinstance(records, list) and len(records) == len(dataset) else None
+
+
+def item_sequence_index(dataset: Dataset, index: int) -> int:
+    """Sequence index of item ``index`` (from the adapter's records when it has them, which
+    avoids reading the item)."""
+    records = _records(dataset)
+    if records is not None and "index" in records[index]:
+        return int(records[index]["index"])
+    return int(dataset[index]["sequence_index"])
+
+
+def item_is_dynamic(dataset: Dataset, index: int) -> bool:
+    """Whether item ``index`` comes from a dynamic sequence (records first, as above)."""
+    records = _records(dataset)
+    if records is not None and "is_dynamic" in records[index]:
+        return bool(records[index]["is_dynamic"])
     return bool(dataset[index]["is_dynamic"])
 
 
@@ -55,7 +82,20 @@ def filter_motion(dataset: Dataset, motion: str) -> Dataset:
     if motion == "all":
         return dataset
     want_dynamic = motion == "dynamic"
-    keep = [i for i in range(len(dataset)) if _is_dynamic(dataset, i) == want_dynamic]
+    keep = [i for i in range(len(dataset)) if item_is_dynamic(dataset, i) == want_dynamic]
+    return Subset(dataset, keep)
+
+
+def is_held_out(sequence_index: int, fraction: float) -> bool:
+    """Whether a sequence belongs to the validation share: a hash of its index, so the split
+    does not move when more sequences are generated."""
+    return (sequence_index * _HASH_MULTIPLIER) % 2**32 < fraction * 2**32
+
+
+def split_held_out(dataset: Dataset, fraction: float, held_out: bool) -> Subset:
+    """The items of ``dataset`` whose sequence is (``held_out=True``) or is not held out."""
+    keep = [i for i in range(len(dataset))
+            if is_held_out(item_sequence_index(dataset, i), fraction) == held_out]
     return Subset(dataset, keep)
 
 
@@ -80,28 +120,31 @@ def build_dataset(dataset_class: Any, folders: str | Sequence[str], *, config_pa
         parts.append(dataset_class(folder, **kwargs))
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     if len(dataset) == 0:
-        raise UserError(f"no training items in {folders!r} (num_frames too large, or wrong "
-                        "split?)", config_path)
+        raise UserError(f"no items in {folders!r}", config_path)
     return dataset
 
 
 class FocusSweepDataModule(L.LightningDataModule):
-    """Training set (random crops) and validation set (fixed centre crops) of focal stacks.
-    The constructor arguments are exactly the ``data`` section of a training config."""
+    """Training set (random crops, fresh windows every epoch) and validation set (centre
+    crops, fixed windows) of focal stacks. The constructor arguments are the ``data`` section
+    of a training config (plus ``seed``)."""
 
-    def __init__(self, train: str | list[str], val: str | list[str], train_split: str | None = None,
+    def __init__(self, train: str | list[str], val: str | list[str] | None = None,
+                 val_fraction: float = 0.05, train_split: str | None = None,
                  val_split: str | None = None, num_frames: int = 4, sample: str = "ramp",
                  crop_size: int | None = 256, random_crop: bool = True,
                  val_crop_size: int | None = 256, motion: str = "all", batch_size: int = 4,
                  num_workers: int = 0, dataset: str = "focaldepth.data:FocusSweepDataset",
-                 seed: int = 0, config_path: str | None = None) -> None:
+                 valid_range_margin: float | None = 0.25, seed: int = 0,
+                 config_path: str | None = None) -> None:
         super().__init__()
-        self.train_folders, self.val_folders = train, val
+        self.train_folders, self.val_folders, self.val_fraction = train, val, val_fraction
         self.train_split, self.val_split = train_split, val_split
         self.num_frames, self.sample = num_frames, sample
         self.crop_size, self.random_crop, self.val_crop_size = crop_size, random_crop, val_crop_size
         self.motion, self.batch_size, self.num_workers = motion, batch_size, num_workers
         self.dataset_spec, self.seed, self.config_path = dataset, seed, config_path
+        self.valid_range_margin = valid_range_margin
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -113,23 +156,42 @@ class FocusSweepDataModule(L.LightningDataModule):
                              sample=self.sample, random_crop=random_crop, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            train = self._dataset(self.train_folders, self.train_split, self.crop_size,
-                                  self.random_crop)
-            self.train_set = filter_motion(train, self.motion)
-            if len(self.train_set) == 0:
-                raise UserError(f"no {self.motion} training sequences in {self.train_folders!r}",
-                                self.config_path)
-        if stage in (None, "fit", "validate") and self.val_set is None:
+        if self.train_set is not None:
+            return
+        train = self._dataset(self.train_folders, self.train_split, self.crop_size,
+                              self.random_crop)
+        if self.val_folders is None:
+            # Validation = held-out sequences of the training folder(s), centre-cropped.
+            val = self._dataset(self.train_folders, self.train_split, self.val_crop_size,
+                                random_crop=False)
+            train = split_held_out(train, self.val_fraction, held_out=False)
+            self.val_set = split_held_out(val, self.val_fraction, held_out=True)
+        else:
             self.val_set = self._dataset(self.val_folders, self.val_split, self.val_crop_size,
                                          random_crop=False)
+        self.train_set = filter_motion(train, self.motion)
+        for name, dataset in (("training", self.train_set), ("validation", self.val_set)):
+            if len(dataset) == 0:
+                raise UserError(f"no {name} items (folders {self.train_folders!r}, motion "
+                                f"{self.motion!r}, val_fraction {self.val_fraction})",
+                                self.config_path)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fresh random windows and crops for epoch ``epoch`` (adapters with ``set_epoch``)."""
+        if self.train_set is None:
+            return
+        for leaf in _leaves(self.train_set):
+            set_epoch = getattr(leaf, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        # Workers are not persistent: each epoch's workers get the dataset after set_epoch.
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, drop_last=shuffle and
-                          len(dataset) >= self.batch_size,
-                          persistent_workers=self.num_workers > 0, generator=generator)
+                          num_workers=self.num_workers,
+                          drop_last=shuffle and len(dataset) >= self.batch_size,
+                          generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"

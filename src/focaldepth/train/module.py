@@ -17,6 +17,7 @@ from focaldepth.errors import UserError
 from focaldepth.losses import build_loss
 from focaldepth.metrics import depth_metrics
 from focaldepth.train.config import SchedulerConfig, TrainConfig, config_from_dict
+from focaldepth.train.masks import mask_to_focus_range
 
 #: Validation metrics logged besides the loss (names as returned by ``depth_metrics``).
 LOGGED_VAL_METRICS = ("rmse", "absrel", "delta1")
@@ -77,7 +78,18 @@ class DepthTrainingModule(L.LightningModule):
     def _batch_size(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["frames"].shape[0])
 
+    def _masked(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return mask_to_focus_range(batch, self.config.data.valid_range_margin)
+
+    def on_train_epoch_start(self) -> None:
+        # Fresh random windows and crops each epoch (a dataset item is a function of
+        # (seed, epoch, index)); the loader's workers are created after this hook.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = self._masked(batch)
         outputs = self(batch)
         total, parts = self.loss(outputs, batch)
         if not torch.isfinite(total):
@@ -92,6 +104,7 @@ class DepthTrainingModule(L.LightningModule):
         return total
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        batch = self._masked(batch)
         outputs = self(batch)
         total, parts = self.loss(outputs, batch)
         size = self._batch_size(batch)
