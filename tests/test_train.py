@@ -285,6 +285,11 @@ def test_resume_continues_from_the_saved_step(tiny_data, tmp_path):
     longer = {**raw, "trainer": {**raw["trainer"], "max_steps": 7}}
     second = train(config_from_dict(longer), run, resume=True)
     assert second.resumed_from_step == 4 and second.global_step == 7
+    # training time accumulates over attempts (restored from the checkpoint)
+    assert second.wall_time_s > first.wall_time_s > 0
+    again = train(config_from_dict(longer), run, resume=True)  # already finished
+    assert again.global_step == 7 and again.wall_time_s == pytest.approx(second.wall_time_s,
+                                                                         abs=0.5)
     rows = read_csv_rows(run)
     resumed_steps = sorted(int(r["step"]) for r in rows
                            if r["version"] == "version_1" and r.get("train/loss"))

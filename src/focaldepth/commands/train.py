@@ -83,6 +83,6 @@ def register(app: typer.Typer) -> None:
         if is_primary_process():
             best = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.4g}"
             print(f"trained {train_config.model.name} to step {result.global_step}/"
-                  f"{result.max_steps} in {result.wall_time_s:.1f} s; best val loss {best}")
+                  f"{result.max_steps} ({result.wall_time_s:.1f} s of training); best val loss {best}")
             print(f"run folder: {run_dir}  (checkpoints/last.ckpt, checkpoints/best.pt, "
                   f"logs/, loss_curves.png)")

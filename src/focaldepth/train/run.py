@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import _get_rank
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -92,7 +92,8 @@ class TrainResult:
     best_val_loss: float | None
     last_checkpoint: str | None
     best_checkpoint: str | None
-    wall_time_s: float
+    wall_time_s: float  # training time over all attempts, up to the last checkpoint each
+    attempt_time_s: float  # this invocation, start-up included
     resumed_from_step: int | None
     world_size: int = 1  # processes that trained (DDP)
     steps_per_epoch: int = 0  # batches per epoch in each process
@@ -136,8 +137,9 @@ def check_run_folder(config: TrainConfig, run_dir: Path, resume: bool,
     return last if resume and last.exists() else None
 
 
-def build_trainer(config: TrainConfig, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]:
-    """A Lightning Trainer with the project's checkpoints, loggers and atomic checkpoint IO."""
+def build_trainer(config: TrainConfig, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint, Timer]:
+    """A Lightning Trainer with the project's checkpoints, loggers and atomic checkpoint IO,
+    and a Timer whose training time is saved in (and restored from) the checkpoints."""
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     best = ExportingModelCheckpoint(
         dirpath=checkpoint_dir, filename=BEST, monitor=config.checkpoint.monitor, mode="min",
@@ -149,6 +151,7 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> tuple[L.Trainer, ModelC
     loggers = [TensorBoardLogger(save_dir=run_dir, name="logs", version="tensorboard",
                                  default_hp_metric=False),
                CSVLogger(save_dir=run_dir / "logs", name="csv")]
+    timer = Timer(duration=None, verbose=False)
     t = config.trainer
     # An integer val_check_interval counts steps across epochs only without per-epoch checks.
     check_every = None if isinstance(t.val_check_interval, int) else t.check_val_every_n_epoch
@@ -160,9 +163,9 @@ def build_trainer(config: TrainConfig, run_dir: Path) -> tuple[L.Trainer, ModelC
         num_nodes=t.num_nodes, strategy=t.strategy, log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic,
-        callbacks=[best, last], logger=loggers, plugins=[AtomicCheckpointIO()],
+        callbacks=[best, last, timer], logger=loggers, plugins=[AtomicCheckpointIO()],
         enable_model_summary=True)
-    return trainer, best
+    return trainer, best, timer
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
@@ -188,14 +191,15 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     data.setup("fit")
     if is_primary_process():
         atomic_write_text(run_dir / CONFIG_NAME, dump_yaml(config))
-    trainer, best = build_trainer(config, run_dir)
+    trainer, best, timer = build_trainer(config, run_dir)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     result = TrainResult(
         run_dir=str(run_dir), global_step=int(trainer.global_step), max_steps=config.trainer.max_steps,
         best_val_loss=None if best.best_model_score is None else float(best.best_model_score),
         last_checkpoint=_existing(run_dir / CHECKPOINT_DIR / f"{LAST}.ckpt"),
         best_checkpoint=_existing(run_dir / CHECKPOINT_DIR / f"{BEST}.ckpt"),
-        wall_time_s=time.perf_counter() - start, resumed_from_step=resumed_from,
+        wall_time_s=float(timer.time_elapsed("train")),
+        attempt_time_s=time.perf_counter() - start, resumed_from_step=resumed_from,
         world_size=int(trainer.world_size), steps_per_epoch=int(trainer.num_training_batches))
     if trainer.is_global_zero:
         for logger in trainer.loggers:
