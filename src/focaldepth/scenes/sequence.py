@@ -1,0 +1,164 @@
+"""One synthetic focus-sweep sequence: scene -> ground truth -> rendered, noisy frames.
+
+:func:`generate_sequence` is deterministic in ``(config seed, index)``: the scene and the
+sensor noise come from two independent child streams of
+``numpy.random.SeedSequence([seed, index])``, so sequence ``index`` is the same whichever
+shard or worker makes it, and changing the noise model never changes the scenes.
+
+Pipeline per sequence:
+
+1. sample a scene (:func:`focaldepth.scenes.procedural.sample_scene`), static or dynamic;
+2. focus schedule: the seed protocol, ``num_ramps`` near -> far ramps of ``frames_per_ramp``
+   focus distances evenly spaced in dioptres over the scene's depth range
+   (:func:`focaldepth.optics.repeated_ramps`; static scenes use ``num_ramps_static``);
+3. ray-cast every frame: exact depth, anti-aliased all-in-focus image (quantised to 8 bits:
+   the stored image *is* the renderer's input, so frames can be re-rendered from the file),
+   backward flow for dynamic scenes;
+4. CoC ground truth: :func:`focaldepth.optics.coc_px` of the stored float32 depth map and
+   the frame's focus distance, evaluated in float64, stored as float32;
+5. defocus with :func:`focaldepth.render.render_focal_stack` (frame t: its own all-in-focus
+   image, depth map and focus distance), then sensor noise (Gaussian approximation of
+   Poisson shot noise plus read noise: variance = shot * intensity + read_std^2) and 8-bit
+   quantisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from focaldepth import optics
+from focaldepth.optics import Camera
+from focaldepth.scenes.camera import log_uniform
+from focaldepth.scenes.config import SceneConfig
+from focaldepth.scenes.pools import Pools
+from focaldepth.scenes.procedural import (
+    Scene,
+    backward_flow,
+    describe_scene,
+    rasterise,
+    sample_scene,
+)
+
+# Frames rendered per renderer call for dynamic scenes (bounds the renderer's memory).
+RENDER_FRAMES_PER_CALL = 5
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """A generated sequence in storage layout (T frames of H x W)."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8: rendered, noisy
+    aif: np.ndarray  # (T, H, W, 3) uint8: all-in-focus
+    depth_m: np.ndarray  # (T, H, W) float32
+    coc_px: np.ndarray  # (T, H, W) float32
+    flow: np.ndarray | None  # (T, H, W, 2) float16, (dx, dy) backward; None if static
+    focus_distance_m: np.ndarray  # (T,) float64
+    camera: Camera
+    scene: Scene
+    params: dict[str, Any]  # JSON-ready description (manifest record)
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.flow is not None
+
+
+def seed_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(scene rng, noise rng) of sequence ``index``: a function of (seed, index) only."""
+    scene_seq, noise_seq = np.random.SeedSequence([int(seed), int(index)]).spawn(2)
+    return np.random.default_rng(scene_seq), np.random.default_rng(noise_seq)
+
+
+def camera_tensor(camera: Camera) -> torch.Tensor:
+    """``(3,)`` float32 ``[focal_length_m, f_number, pixel_pitch_m]`` (the project's layout)."""
+    return torch.tensor([camera.focal_length_m, camera.f_number, camera.pixel_pitch_m], dtype=torch.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 by rounding (clipped)."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def render_frames(aif_u8: np.ndarray, depth_m: np.ndarray, focus_distance_m: np.ndarray, camera: Camera,
+                  *, static: bool, num_layers: int, psf: str) -> np.ndarray:
+    """Defocused frames (T, H, W, 3) float32 in [0, 1]. Static scenes render each distinct
+    focus distance once (one call, S = number of distinct distances); dynamic scenes render
+    frame t from its own image and depth with S = 1, a few frames per call."""
+    from focaldepth.render import render_focal_stack
+
+    cam = camera_tensor(camera)
+    image = torch.from_numpy(aif_u8).permute(0, 3, 1, 2).to(torch.float32) / 255.0  # (T, 3, H, W)
+    depth = torch.from_numpy(depth_m)[:, None]  # (T, 1, H, W)
+    focus = torch.from_numpy(focus_distance_m)
+    with torch.no_grad():
+        if static:
+            distinct, inverse = np.unique(focus_distance_m, return_inverse=True)
+            stack = render_focal_stack(image[:1], depth[:1], torch.from_numpy(distinct)[None].to(torch.float32),
+                                       cam[None], num_layers=num_layers, psf=psf)[0]  # (S, 3, H, W)
+            frames = stack[torch.from_numpy(inverse.reshape(-1))]
+        else:
+            parts = []
+            for start in range(0, len(focus_distance_m), RENDER_FRAMES_PER_CALL):
+                stop = min(start + RENDER_FRAMES_PER_CALL, len(focus_distance_m))
+                count = stop - start
+                parts.append(render_focal_stack(image[start:stop], depth[start:stop],
+                                                focus[start:stop, None].to(torch.float32),
+                                                cam[None].expand(count, 3), num_layers=num_layers, psf=psf)[:, 0])
+            frames = torch.cat(parts)
+    return frames.permute(0, 2, 3, 1).clamp(0.0, 1.0).numpy()
+
+
+def add_sensor_noise(frames: np.ndarray, rng: np.random.Generator, shot: float, read_std: float) -> np.ndarray:
+    """Shot + read noise, Gaussian approximation: std = sqrt(shot * x + read_std^2)."""
+    if shot == 0.0 and read_std == 0.0:
+        return frames
+    std = np.sqrt(shot * np.clip(frames, 0.0, 1.0) + read_std**2).astype(np.float32)
+    return frames + std * rng.standard_normal(frames.shape, dtype=np.float32)
+
+
+def coc_ground_truth(depth_m: np.ndarray, focus_distance_m: np.ndarray, camera: Camera) -> np.ndarray:
+    """Per-frame CoC in pixels (T, H, W) float32: the thin-lens formula on the depth maps."""
+    return optics.coc_px(depth_m.astype(np.float64), focus_distance_m[:, None, None].astype(np.float64),
+                         camera.focal_length_m, camera.f_number, camera.pixel_pitch_m).astype(np.float32)
+
+
+def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> SequenceData:
+    """Sequence ``index`` of the dataset with config ``cfg`` and seed ``seed`` (see module doc)."""
+    scene_rng, noise_rng = seed_streams(seed, index)
+    dynamic = bool(scene_rng.uniform() < cfg.motion.dynamic_fraction)
+    scene = sample_scene(scene_rng, cfg, pools, dynamic)
+    focus = cfg.focus
+    num_ramps = focus.num_ramps if dynamic else focus.num_ramps_static
+    focus_distance_m = optics.repeated_ramps(scene.depth_range.near_m, scene.depth_range.far_m,
+                                             focus.frames_per_ramp, num_ramps).astype(np.float64)
+    num_frames = len(focus_distance_m)
+
+    # A static scene looks the same in every frame: ray-cast it once.
+    frame_numbers = np.arange(num_frames, dtype=np.float64) if dynamic else np.zeros(1)
+    raster = rasterise(scene, frame_numbers, cfg.antialias)
+    aif = to_uint8(raster.aif.permute(0, 2, 3, 1).numpy())
+    depth_m = raster.depth_m.numpy()
+    flow = None
+    if dynamic:
+        flow_t = backward_flow(scene, raster, frame_numbers).permute(0, 2, 3, 1).numpy()
+        flow_t[0] = 0.0  # frame 0 has no previous frame
+        flow = flow_t.astype(np.float16)
+    else:
+        aif = np.repeat(aif, num_frames, axis=0)
+        depth_m = np.repeat(depth_m, num_frames, axis=0)
+
+    rendered = render_frames(aif, depth_m, focus_distance_m, scene.camera, static=not dynamic,
+                             num_layers=cfg.render.num_layers, psf=cfg.render.psf)
+    shot = log_uniform(noise_rng, cfg.noise.shot)
+    read_std = log_uniform(noise_rng, cfg.noise.read_std)
+    frames = to_uint8(add_sensor_noise(rendered, noise_rng, shot, read_std))
+    coc = coc_ground_truth(depth_m, focus_distance_m, scene.camera)
+
+    params = describe_scene(scene)
+    params.update({"noise_shot": round(shot, 8), "noise_read_std": round(read_std, 8),
+                   "max_coc_px": round(float(coc.max()), 4),
+                   "frames_per_ramp": focus.frames_per_ramp, "num_ramps": num_ramps})
+    return SequenceData(frames, aif, depth_m, coc, flow, focus_distance_m, scene.camera, scene, params)
