@@ -246,7 +246,8 @@ def display_range_m(focus_distance_m: list[float | None]) -> tuple[float, float]
     known = [f for f in focus_distance_m if f is not None]
     near_dpt, far_dpt = 1.0 / min(known), 1.0 / max(known)
     margin = 0.25 * max(near_dpt - far_dpt, 1e-3)
-    return 1.0 / (near_dpt + margin), 1.0 / max(far_dpt - margin, 1e-3)
+    # Far end: never past twice the farthest focus (a sweep says little beyond it).
+    return 1.0 / (near_dpt + margin), 1.0 / max(far_dpt - margin, 0.5 * far_dpt)
 
 
 def relative_inverse_depth(depth_m: np.ndarray) -> np.ndarray:

@@ -1,0 +1,94 @@
+"""Streaming ``predict`` speed and memory: per-frame latency, frames/s and peak memory of
+:class:`focaldepth.predict.StreamingPredictor` at 256x256, 640x360 and 1280x720.
+
+The clip is a focus sweep (repeated 5-frame near-to-far ramps) of the renderer benchmark's
+fixed RGB-D scene, rendered once before timing. Each frame is pushed as in ``focaldepth
+predict`` (resize to the working resolution, optical-flow alignment of the window, network,
+upsampling); file writing is not included. Memory is read twice, after the first ramp and
+at the end of the clip: streaming must not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from focaldepth.bench import _status_kib, peak_memory, platform_info
+from focaldepth.bench.reference import reference_workload
+from focaldepth.bench.render import FAR_M, NEAR_M, benchmark_camera, benchmark_scene
+from focaldepth.optics import Camera, repeated_ramps
+from focaldepth.predict import StreamingPredictor, load_model
+from focaldepth.render import render_focal_stack
+
+SIZES_HW: tuple[tuple[int, int], ...] = ((256, 256), (360, 640), (720, 1280))
+FRAMES_PER_RAMP = 5
+
+
+def sweep_clip(height: int, width: int, num_frames: int) -> tuple[np.ndarray, list[float], Camera]:
+    """uint8 frames (N, H, W, 3) of a repeated focus ramp, its focus list and camera."""
+    image, depth = benchmark_scene(height, width)
+    camera_t = benchmark_camera(max_coc_px=24.0 * width / 640)
+    focus = [float(f) for f in repeated_ramps(NEAR_M, FAR_M, FRAMES_PER_RAMP, 1)]
+    with torch.inference_mode():
+        stack = render_focal_stack(image, depth, torch.tensor([focus]), camera_t)[0]
+    ramp = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    repeats = -(-num_frames // FRAMES_PER_RAMP)
+    frames = np.concatenate([ramp] * repeats)[:num_frames]
+    focal_length_m, f_number, pitch_m = camera_t[0].tolist()
+    camera = Camera(focal_length_m * 1e3, f_number, pitch_m * width * 1e3, width)
+    return frames, (focus * repeats)[:num_frames], camera
+
+
+def _rss_mib() -> float:
+    kib = _status_kib("VmRSS")
+    return kib / 1024 if kib is not None else float("nan")
+
+
+def _case(model_name: str, height: int, width: int, num_frames: int) -> dict[str, Any]:
+    frames, focus, camera = sweep_clip(height, width, num_frames)
+    model = load_model(model_name)
+    predictor = StreamingPredictor(model, camera, focus, height, width)
+    latencies_s: list[float] = []
+    rss_after_first_ramp = float("nan")
+    with peak_memory() as memory:
+        for index, (frame, focus_m) in enumerate(zip(frames, focus)):
+            start = time.perf_counter()
+            predictor.push(frame, focus_m)
+            latencies_s.append(time.perf_counter() - start)
+            if index == 2 * FRAMES_PER_RAMP - 1:
+                rss_after_first_ramp = _rss_mib()
+    steady = latencies_s[FRAMES_PER_RAMP:]  # after the window has filled
+    median_s = statistics.median(steady)
+    return {"name": f"{width}x{height}", "width": width, "height": height, "model": model_name,
+            "working_hw": [predictor.work_h, predictor.work_w], "window": predictor.window,
+            "num_frames": num_frames, "latency_median_s": median_s, "latency_p90_s": float(np.percentile(steady, 90)),
+            "frames_per_s": 1.0 / median_s, "memory": memory.to_dict(),
+            "rss_after_two_ramps_mib": round(rss_after_first_ramp, 1), "rss_at_end_mib": round(_rss_mib(), 1)}
+
+
+def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = "sweepnet_default",
+        num_frames: int = 60, reference_runs: int = 3) -> dict[str, Any]:
+    """Run the streaming-predict benchmark; JSON-ready dict with the reference beside it."""
+    platform = platform_info()
+    before = reference_workload(runs=reference_runs)
+    cases = [_case(model, height, width, num_frames) for height, width in sizes_hw]
+    after = reference_workload(runs=reference_runs, warmup=0)
+    reference_s = statistics.median(before["runs_s"] + after["runs_s"])
+    for case in cases:
+        case["frame_time_over_reference"] = case["latency_median_s"] / reference_s
+    return {"benchmark": "predict", "description": __doc__.split("\n\n")[0].replace("\n", " "),
+            "platform": platform, "reference": {**before, "seconds": reference_s,
+                                                "runs_s": before["runs_s"] + after["runs_s"]},
+            "results": cases}
+
+
+def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"case": case["name"], "working": "x".join(map(str, case["working_hw"][::-1])),
+             "latency (ms)": f"{1e3 * case['latency_median_s']:.1f}", "frames/s": f"{case['frames_per_s']:.1f}",
+             "peak RSS (MiB)": f"{case['memory']['peak_rss_mib']:.0f}",
+             "RSS 10 fr / end (MiB)": f"{case['rss_after_two_ramps_mib']:.0f} / {case['rss_at_end_mib']:.0f}",
+             "frame / reference": f"{case['frame_time_over_reference']:.3f}"} for case in result["results"]]
