@@ -21,21 +21,21 @@ EvalOutOption = Annotated[Path, typer.Option(
     "--out", help="Output folder (metrics.json, per_sequence.csv, metrics.md, "
     "error_vs_depth.png, sheet.png).")]
 FramesOption = Annotated[int | None, typer.Option(
-    "--num-frames", help="Frames per focal stack [default: the training config's, else 4].")]
+    "--num-frames", help="Frames per focal stack (default: the training config's, else 4).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda:0, ...")]
 SplitOption = Annotated[str | None, typer.Option("--split", help="Dataset split, if any.")]
 CropOption = Annotated[int | None, typer.Option(
-    "--crop-size", help="Centre crop of the test frames [default: full frames].")]
+    "--crop-size", help="Centre crop of the test frames (default: full frames).")]
 TemporalOption = Annotated[bool, typer.Option(
     "--temporal/--no-temporal", help="Temporal stability on the dynamic sequences.")]
 MarginOption = Annotated[float | None, typer.Option(
     "--valid-range-margin", help="Score only pixels within the stack's focus range widened by "
-    "this fraction (0.25 = the models' output range) [default: every pixel with ground truth].")]
+    "this fraction (0.25 = the models' output range) (default: every pixel with ground truth).")]
 SheetOption = Annotated[int, typer.Option("--sheet", min=0, help="Sequences shown in sheet.png.")]
 SpecOption = Annotated[Path, typer.Option(
     "--spec", help="Table spec: which results files form which rows.")]
 TablesOutOption = Annotated[Path | None, typer.Option(
-    "--out", help="Markdown file to write [default: print to stdout].")]
+    "--out", help="Markdown file to write (default: print to stdout).")]
 TableNamesOption = Annotated[list[str] | None, typer.Option(
     "--table", help="Only these tables (repeatable).")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail if a results file is missing.")]

@@ -18,7 +18,7 @@ ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="Training config YAML (configs/train/*.yaml). May be omitted with "
     "--resume: the run folder's saved config is used.")]
 OutOption = Annotated[Path | None, typer.Option(
-    "--out", "-o", help="Run folder [default: runs/<config name>].")]
+    "--out", "-o", help="Run folder (default: runs/<config name>).")]
 ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue from OUT/checkpoints/last.ckpt (starts afresh if there is none).")]
 MaxStepsOption = Annotated[int | None, typer.Option("--max-steps", help="trainer.max_steps")]
