@@ -338,26 +338,25 @@ def backward_flow(scene: Scene, raster: Raster, frames: np.ndarray) -> torch.Ten
     of frame ``frames[i]`` shows the surface point that was at (x + dx, y + dy) in frame
     ``frames[i] - 1``. Exact for the rigid motions of the scene (computed, not estimated)."""
     frames = np.asarray(frames, np.float64)
-    num_frames, height, width = raster.depth_m.shape
-    previous = frames - 1.0
-    # Per-surface pose at the previous frame, gathered per pixel by surface id.
-    poses = [surface.motion.poses(previous) for surface in scene.surfaces]
-    centres = torch.from_numpy(np.stack([c for c, _ in poses], 1))  # (T, K, 3)
-    rotations = torch.from_numpy(np.stack([r for _, r in poses], 1))  # (T, K, 3, 3)
-    ids = raster.surface_id.reshape(num_frames, -1)  # (T, P)
-    centre = torch.gather(centres, 1, ids[..., None].expand(-1, -1, 3))  # (T, P, 3)
-    rotation = torch.gather(rotations, 1, ids[..., None, None].expand(-1, -1, 3, 3))  # (T, P, 3, 3)
-    local = raster.local_m.reshape(num_frames, -1, 2).to(torch.float64)
-    point = centre + rotation[..., 0] * local[..., :1] + rotation[..., 1] * local[..., 1:]
-    camera = torch.from_numpy(camera_centres(scene.camera_velocity_m, previous))[:, None]  # (T, 1, 3)
-    relative = point - camera
-    x_prev = scene.focal_px * relative[..., 0] / relative[..., 2] + (width - 1) / 2
-    y_prev = scene.focal_px * relative[..., 1] / relative[..., 2] + (height - 1) / 2
+    _, height, width = raster.depth_m.shape
     rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64),
                                 torch.arange(width, dtype=torch.float64), indexing="ij")
-    dx = x_prev.view(num_frames, height, width) - cols
-    dy = y_prev.view(num_frames, height, width) - rows
-    return torch.stack([dx, dy], 1).to(torch.float32)
+    flows = []
+    for i, frame in enumerate(frames):  # one frame at a time: bounded memory
+        previous = frame - 1.0
+        # Each surface's pose at the previous frame, gathered per pixel by surface id.
+        poses = [surface.motion.pose(previous) for surface in scene.surfaces]
+        centres = torch.from_numpy(np.stack([c for c, _ in poses]))  # (K, 3)
+        axes = torch.from_numpy(np.stack([r[:, :2] for _, r in poses]))  # (K, 3, 2): e1, e2
+        ids = raster.surface_id[i]
+        local = raster.local_m[i].to(torch.float64)  # (H, W, 2)
+        point = centres[ids] + (axes[ids] @ local[..., None])[..., 0]  # (H, W, 3), world
+        camera = torch.from_numpy(camera_centres(scene.camera_velocity_m, np.array([previous]))[0])
+        relative = point - camera
+        x_prev = scene.focal_px * relative[..., 0] / relative[..., 2] + (width - 1) / 2
+        y_prev = scene.focal_px * relative[..., 1] / relative[..., 2] + (height - 1) / 2
+        flows.append(torch.stack([x_prev - cols, y_prev - rows]).to(torch.float32))
+    return torch.stack(flows)
 
 
 def describe_scene(scene: Scene) -> dict[str, Any]:

@@ -43,8 +43,9 @@ from focaldepth.scenes.procedural import (
     sample_scene,
 )
 
-# Frames rendered per renderer call for dynamic scenes (bounds the renderer's memory).
-RENDER_FRAMES_PER_CALL = 5
+# Frames rendered per renderer call for dynamic scenes: one is as fast as five (measured at
+# 256x256, 24 layers) and needs ~100 MB less memory.
+RENDER_FRAMES_PER_CALL = 1
 
 
 @dataclass(frozen=True)
