@@ -76,6 +76,14 @@ class ExportingModelCheckpoint(ModelCheckpoint):
                      "epoch": trainer.current_epoch, "lightning_checkpoint": Path(filepath).name}
             models.save(module.model, export_path, **extra)  # itself atomic
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning only writes last.ckpt at the end if it never wrote one; a run that stops at
+        # max_steps between two saves must still leave its final weights in last.ckpt/.pt.
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        else:
+            super().on_train_end(trainer, pl_module)
+
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._remove_checkpoint(trainer, filepath)
         if trainer.is_global_zero:
