@@ -269,3 +269,26 @@ def test_the_frame_focused_nearest_a_region_is_sharpest_there():
             assert int(energy.argmax()) == s, (index, s, energy.tolist())
             checked.add(s)
     assert len(checked) >= 3  # near, middle and far frames were all tested
+
+
+def test_fast_motion_is_centred_on_the_composed_pose_and_never_leaves_the_wall():
+    """Scenes are composed for the middle frame; even an absurdly fast camera (40 px per
+    frame; without the guard a third of these scenes reach the wall) keeps its distance to
+    the wall's plane above 60 % of the composed one, so every ray hits the wall."""
+    cfg = dataclasses.replace(load_config(TINY).scene, motion=MotionConfig(
+        dynamic_fraction=1.0, kinds=("both",), object_speed_px=(6.0, 6.0), object_rotation_deg=(5.0, 5.0),
+        camera_speed_px=(40.0, 40.0)))
+    pools = split_pools(0)["train"]
+    for index in range(20):
+        rng, _ = seed_streams(21, index)
+        scene = sample_scene(rng, cfg, pools, dynamic=True, num_frames=25)
+        assert scene.origin_frame == 12.0
+        wall = scene.surfaces[0].motion
+        distance = float(wall.rotation[:, 2] @ wall.centre_m)
+        for frame in (0.0, 24.0):
+            camera = scene.camera_velocity_m * scene.time(frame)
+            assert float(wall.rotation[:, 2] @ (wall.centre_m - camera)) >= 0.6 * distance - 1e-12
+        raster = rasterise(scene, np.array([0.0, 12.0, 24.0]))  # raises if a ray missed the wall
+        assert torch.isfinite(raster.depth_m).all()
+        # the composed pose is the middle frame: objects were placed for it
+        assert (raster.surface_id[1] > 0).any()

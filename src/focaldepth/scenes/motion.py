@@ -1,12 +1,14 @@
 """Rigid motion of planar surfaces and of the camera, and the flow it induces.
 
-Coordinates: the world frame is the camera frame of frame 0 (x right, y down, z forward,
-metres). The camera translates without rotating: its centre at frame t is
-``camera_velocity_m * t``. A surface is a plane through ``centre_m`` spanned by the first
-two columns ``(e1, e2)`` of its rotation matrix; the third column is its normal. At frame t
-it has moved by ``velocity_m * t`` and turned by ``angular_speed_rad * t`` about
-``rotation_axis`` through its centre. Constant velocities keep flow ground truth exact:
-the motion between any two frames is known in closed form.
+Coordinates: the world frame is the camera frame at motion time 0 (x right, y down, z
+forward, metres); time is counted in frames from the pose the scene was composed in (the
+middle frame of a sequence, see :meth:`focaldepth.scenes.procedural.Scene.time`). The
+camera translates without rotating: its centre at time t is ``camera_velocity_m * t``. A
+surface is a plane through ``centre_m`` spanned by the first two columns ``(e1, e2)`` of
+its rotation matrix; the third column is its normal. At time t it has moved by
+``velocity_m * t`` and turned by ``angular_speed_rad * t`` about ``rotation_axis`` through
+its centre. Constant velocities keep flow ground truth exact: the motion between any two
+frames is known in closed form.
 
 Pixels: pixel (row i, column j) has its centre at image coordinates (x = j, y = i); the
 principal point is the image centre ``((W - 1) / 2, (H - 1) / 2)``; the focal length in

@@ -85,6 +85,13 @@ class Scene:
     surfaces: tuple[Surface, ...]  # [0] is the background
     camera_velocity_m: np.ndarray = field(default_factory=lambda: np.zeros(3))
     motion_kind: str = "static"
+    # Frame number of motion time 0, the pose the scene was composed in: the middle frame
+    # of the sequence, so that motion spreads to both sides instead of drifting away.
+    origin_frame: float = 0.0
+
+    def time(self, frame: float) -> float:
+        """Motion time (frames since the composed pose) of frame number ``frame``."""
+        return float(frame) - self.origin_frame
 
     @property
     def focal_px(self) -> float:
@@ -115,8 +122,15 @@ def _half_fov_extent(height: int, width: int, focal_px: float, direction_rad: fl
     return hx * abs(math.cos(direction_rad)) + hy * abs(math.sin(direction_rad))
 
 
-def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynamic: bool) -> Scene:
-    """Draw a random scene (camera, depth range, background, objects, motion)."""
+# A moving camera must stay clear of the wall: its distance to the wall's plane never drops
+# below this fraction of the distance in the composed pose.
+MIN_WALL_DISTANCE_FRACTION = 0.6
+
+
+def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynamic: bool,
+                 num_frames: int = 1) -> Scene:
+    """Draw a random scene (camera, depth range, background, objects, motion) for a
+    sequence of ``num_frames`` frames (composed for its middle frame)."""
     height, width = cfg.resolution
     camera, depth_range = sample_camera_and_depth_range(rng, cfg.camera, cfg.depth, width)
     focal_px = camera.focal_length_m / camera.pixel_pitch_m
@@ -184,8 +198,9 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynam
             velocity = np.array([math.cos(heading) * speed_px * depth_m / focal_px,
                                  math.sin(heading) * speed_px * depth_m / focal_px,
                                  rng.uniform(-1, 1) * MAX_DEPTH_SPEED_FRACTION * depth_m])
-            # Mostly a spin in the object's plane, with some tumbling.
-            axis = rotation[:, 2] + 0.3 * rng.standard_normal(3)
+            # Mostly a spin in the object's plane, with some tumbling: the axis is within
+            # ~10 degrees of the normal, so the normal sways by at most ~20 degrees.
+            axis = rotation[:, 2] + 0.15 * rng.standard_normal(3)
             axis /= np.linalg.norm(axis)
             angular_speed = math.radians(rng.uniform(*cfg.motion.object_rotation_deg)) * rng.choice([-1.0, 1.0])
 
@@ -207,7 +222,17 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynam
         camera_velocity = np.array([math.cos(heading) * speed_px * middle_m / focal_px,
                                     math.sin(heading) * speed_px * middle_m / focal_px,
                                     rng.uniform(-1, 1) * MAX_CAMERA_DOLLY_FRACTION * near_m])
-    return Scene(camera, height, width, depth_range, tuple(surfaces), camera_velocity, motion_kind)
+        # The distance to the wall's plane changes linearly with time: at the first and last
+        # frame it moves by half_span * |n . v|; slow the camera down if that gets too close.
+        wall = surfaces[0].motion
+        normal = wall.rotation[:, 2]
+        distance_m = abs(float(normal @ wall.centre_m))
+        approach_m = (num_frames - 1) / 2 * abs(float(normal @ camera_velocity))
+        limit_m = (1.0 - MIN_WALL_DISTANCE_FRACTION) * distance_m
+        if approach_m > limit_m:
+            camera_velocity = camera_velocity * (limit_m / approach_m)
+    origin_frame = (num_frames - 1) / 2 if dynamic else 0.0
+    return Scene(camera, height, width, depth_range, tuple(surfaces), camera_velocity, motion_kind, origin_frame)
 
 
 # --- ray casting ---------------------------------------------------------------------------
@@ -283,11 +308,13 @@ def _pixel_box(surface: Surface, centre: np.ndarray, rotation: np.ndarray, camer
     return r0, r1, c0, c1
 
 
-def _cast_frame(scene: Scene, frame: float, samples: int, *, colour: bool):
+def _cast_frame(scene: Scene, frame: float, samples: int, *, colour: bool, geometry: bool = True):
     """Z-buffer all surfaces for one frame on a grid of ``samples``^2 rays per pixel; each
-    surface is only intersected inside its projected bounding box."""
+    surface is only intersected inside its projected bounding box. ``geometry=False``
+    skips the bookkeeping of surface ids and hit coordinates (a colour-only pass)."""
     x_axis, y_axis = _ray_axes(scene.height, scene.width, scene.focal_px, samples)
-    camera = camera_centres(scene.camera_velocity_m, np.array([frame]))[0]
+    time = scene.time(frame)
+    camera = camera_centres(scene.camera_velocity_m, np.array([time]))[0]
     shape = (y_axis.numel(), x_axis.numel())
     best_depth = torch.full(shape, math.inf, dtype=torch.float32)
     best_id = torch.zeros(shape, dtype=torch.int64)
@@ -295,7 +322,7 @@ def _cast_frame(scene: Scene, frame: float, samples: int, *, colour: bool):
     best_v = torch.zeros(shape, dtype=torch.float32)
     image = torch.zeros((3,) + shape, dtype=torch.float32) if colour else None
     for index, surface in enumerate(scene.surfaces):
-        centre, rotation = surface.motion.pose(frame)
+        centre, rotation = surface.motion.pose(time)
         box = _pixel_box(surface, centre, rotation, camera, scene.focal_px, scene.height, scene.width)
         if box is None:
             continue
@@ -305,9 +332,10 @@ def _cast_frame(scene: Scene, frame: float, samples: int, *, colour: bool):
         if surface.shape is not None:
             hit &= surface.shape.inside(u / surface.half_size_m, v / surface.half_size_m)
         best_depth[rows, cols] = torch.where(hit, depth, best_depth[rows, cols])
-        best_id[rows, cols] = torch.where(hit, index, best_id[rows, cols])
-        best_u[rows, cols] = torch.where(hit, u, best_u[rows, cols])
-        best_v[rows, cols] = torch.where(hit, v, best_v[rows, cols])
+        if geometry:
+            best_id[rows, cols] = torch.where(hit, index, best_id[rows, cols])
+            best_u[rows, cols] = torch.where(hit, u, best_u[rows, cols])
+            best_v[rows, cols] = torch.where(hit, v, best_v[rows, cols])
         if colour and bool(hit.any()):
             # Sample the texture only where this surface is (so far) in front.
             row_idx, col_idx = hit.nonzero(as_tuple=True)
@@ -324,7 +352,7 @@ def rasterise(scene: Scene, frames: np.ndarray, antialias: int = 1) -> Raster:
         if not torch.isfinite(depth).all():
             raise RuntimeError("procedural scene: a ray missed the background wall")  # a sampling bug
         if antialias > 1:
-            fine = _cast_frame(scene, float(frame), antialias, colour=True)[4]
+            fine = _cast_frame(scene, float(frame), antialias, colour=True, geometry=False)[4]
             image = F.avg_pool2d(fine[None], antialias)[0]
         aif.append(image.clamp(0.0, 1.0))
         depth_m.append(depth)
@@ -343,7 +371,7 @@ def backward_flow(scene: Scene, raster: Raster, frames: np.ndarray) -> torch.Ten
                                 torch.arange(width, dtype=torch.float64), indexing="ij")
     flows = []
     for i, frame in enumerate(frames):  # one frame at a time: bounded memory
-        previous = frame - 1.0
+        previous = scene.time(frame) - 1.0
         # Each surface's pose at the previous frame, gathered per pixel by surface id.
         poses = [surface.motion.pose(previous) for surface in scene.surfaces]
         centres = torch.from_numpy(np.stack([c for c, _ in poses]))  # (K, 3)
@@ -367,6 +395,7 @@ def describe_scene(scene: Scene) -> dict[str, Any]:
         "far_m": round(scene.depth_range.far_m, 6),
         "target_max_coc_px": round(scene.depth_range.target_max_coc_px, 4),
         "camera_velocity_m_per_frame": [round(float(v), 8) for v in scene.camera_velocity_m],
+        "origin_frame": scene.origin_frame,
         "surfaces": [surface.describe() for surface in scene.surfaces],
     }
 

@@ -130,9 +130,9 @@ def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> 
     """Sequence ``index`` of the dataset with config ``cfg`` and seed ``seed`` (see module doc)."""
     scene_rng, noise_rng = seed_streams(seed, index)
     dynamic = bool(scene_rng.uniform() < cfg.motion.dynamic_fraction)
-    scene = sample_scene(scene_rng, cfg, pools, dynamic)
     focus = cfg.focus
     num_ramps = focus.num_ramps if dynamic else focus.num_ramps_static
+    scene = sample_scene(scene_rng, cfg, pools, dynamic, focus.frames_per_ramp * num_ramps)
     focus_distance_m = optics.repeated_ramps(scene.depth_range.near_m, scene.depth_range.far_m,
                                              focus.frames_per_ramp, num_ramps).astype(np.float64)
     num_frames = len(focus_distance_m)
