@@ -122,7 +122,7 @@ class SweepNet(DepthModel):
     info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
                      paper="focaldepth SweepNet (this project): focus-volume vote with camera code")
 
-    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48), coc_decoder: bool = False,
+    def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), coc_decoder: bool = False,
                  temperature: float = 1.0):
         super().__init__()
         if len(widths) != 4:
