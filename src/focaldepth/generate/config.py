@@ -32,7 +32,7 @@ from focaldepth.scenes.pools import SPLITS
 
 # Bump when the same config and seed would produce different files (scene sampling,
 # rasterisation, noise, storage layout). Stored in every file and in the manifest.
-GENERATOR_VERSION = "procedural-2"
+GENERATOR_VERSION = "procedural-3"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ MIN_FOCUS_FOCAL_LENGTHS = 10.0
 MIN_F_NUMBER = 0.5
 MOTION_KINDS = ("objects", "camera", "both")
 PSFS = ("disk", "gaussian")
+BACKENDS = ("procedural", "blender")
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,10 @@ class NoiseConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    num_layers: int = 24
-    psf: str = "disk"
+    backend: str = "procedural"  # or "blender": Cycles path tracing (needs bpy), see scenes.blender
+    num_layers: int = 24  # procedural backend: depth layers
+    psf: str = "disk"  # procedural backend: "disk" or "gaussian"
+    samples: int = 128  # blender backend: Cycles samples per pixel
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,15 @@ def check_scene_config(cfg: SceneConfig, path: object | None = None) -> None:
     _check_range("noise.read_std", n.read_std, path, positive=False, low=0.0, high=1.0)
 
     r = cfg.render
+    if r.backend not in BACKENDS:
+        _fail("render.backend", f"must be one of {list(BACKENDS)}, got {r.backend!r}", path)
+    if r.backend == "blender":
+        from focaldepth.scenes.blender import blender_available
+
+        if not blender_available():
+            _fail("render.backend", "blender needs the bpy package: pip install 'focaldepth[blender]'", path)
+    if r.samples < 1:
+        _fail("render.samples", f"must be >= 1, got {r.samples}", path)
     if r.psf not in PSFS:
         _fail("render.psf", f"must be one of {list(PSFS)}, got {r.psf!r}", path)
     if r.num_layers < 2:

@@ -17,7 +17,9 @@ Pipeline per sequence:
 4. CoC ground truth: :func:`focaldepth.optics.coc_px` of the stored float32 depth map and
    the frame's focus distance, evaluated in float64, stored as float32;
 5. defocus with :func:`focaldepth.render.render_focal_stack` (frame t: its own all-in-focus
-   image, depth map and focus distance), then sensor noise (Gaussian approximation of
+   image, depth map and focus distance) -- or, with ``render.backend: blender``, path-trace
+   frames, all-in-focus images and depth with Cycles (:mod:`focaldepth.scenes.blender`) --
+   then sensor noise (Gaussian approximation of
    Poisson shot noise plus read noise: variance = shot * intensity + read_std^2) and 8-bit
    quantisation.
 """
@@ -139,27 +141,43 @@ def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> 
 
     # A static scene looks the same in every frame: ray-cast it once.
     frame_numbers = np.arange(num_frames, dtype=np.float64) if dynamic else np.zeros(1)
-    raster = rasterise(scene, frame_numbers, cfg.antialias)
-    aif = to_uint8(raster.aif.permute(0, 2, 3, 1).numpy())
-    depth_m = raster.depth_m.numpy()
+    blender = cfg.render.backend == "blender"
+    # The Blender backend path-traces colour and depth itself; the ray-caster then only
+    # provides surface ids and hit points for the flow.
+    raster = rasterise(scene, frame_numbers, 1 if blender else cfg.antialias)
     flow = None
     if dynamic:
         flow_t = backward_flow(scene, raster, frame_numbers).permute(0, 2, 3, 1).numpy()
         flow_t[0] = 0.0  # frame 0 has no previous frame
         flow = flow_t.astype(np.float16)
-    else:
-        aif = np.repeat(aif, num_frames, axis=0)
-        depth_m = np.repeat(depth_m, num_frames, axis=0)
 
-    rendered = render_frames(aif, depth_m, focus_distance_m, scene.camera, static=not dynamic,
-                             num_layers=cfg.render.num_layers, psf=cfg.render.psf)
+    if blender:
+        from focaldepth.scenes.blender import render_sequence_blender
+
+        motion_frames = np.arange(num_frames, dtype=np.float64) if dynamic else np.zeros(num_frames)
+        traced = render_sequence_blender(scene, focus_distance_m, motion_frames, samples=cfg.render.samples,
+                                         seed=(int(seed) * 1_000_003 + int(index)) % 2**31)
+        aif, depth_m = to_uint8(traced.aif), traced.depth_m
+        rendered = np.clip(traced.frames, 0.0, 1.0)
+    else:
+        aif = to_uint8(raster.aif.permute(0, 2, 3, 1).numpy())
+        depth_m = raster.depth_m.numpy()
+        if not dynamic:
+            aif = np.repeat(aif, num_frames, axis=0)
+            depth_m = np.repeat(depth_m, num_frames, axis=0)
+        rendered = render_frames(aif, depth_m, focus_distance_m, scene.camera, static=not dynamic,
+                                 num_layers=cfg.render.num_layers, psf=cfg.render.psf)
     shot = log_uniform(noise_rng, cfg.noise.shot)
     read_std = log_uniform(noise_rng, cfg.noise.read_std)
     frames = to_uint8(add_sensor_noise(rendered, noise_rng, shot, read_std))
     coc = coc_ground_truth(depth_m, focus_distance_m, scene.camera)
 
     params = describe_scene(scene)
-    params.update({"noise_shot": round(shot, 8), "noise_read_std": round(read_std, 8),
+    if blender:
+        from focaldepth.scenes.blender import blender_version
+
+        params["blender_version"] = blender_version()
+    params.update({"backend": cfg.render.backend, "noise_shot": round(shot, 8), "noise_read_std": round(read_std, 8),
                    "max_coc_px": round(float(coc.max()), 4),
                    "frames_per_ramp": focus.frames_per_ramp, "num_ramps": num_ramps})
     return SequenceData(frames, aif, depth_m, coc, flow, focus_distance_m, scene.camera, scene, params)
