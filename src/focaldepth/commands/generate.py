@@ -20,7 +20,7 @@ ConfigOption = Annotated[Path, typer.Option(
 OutOption = Annotated[Path, typer.Option(
     "--out", help="Output directory (created; an unfinished run there is resumed).")]
 NumOption = Annotated[int | None, typer.Option(
-    "--num", help="Number of sequences [default: the config's num_sequences].")]
+    "--num", help="Number of sequences (default: the config's num_sequences).")]
 ShardOption = Annotated[str | None, typer.Option(
     "--shard", help="Make only shard i of n (i/n, 0-based): the indices k with k % n == i. "
     "Run all n anywhere (job array, several machines) with the same --out.")]
