@@ -3,13 +3,15 @@
     focaldepth benchmark render [--out PATH] [--repeats N] [--threads N] [--quick]
     focaldepth benchmark all    [--out PATH] [--repeats N] [--threads N] [--quick]
 
-``all`` runs every benchmark listed in :data:`BENCHMARKS` below (add yours there). Results
+``all`` runs every benchmark listed in :data:`BENCHMARKS` below (render, generate, predict;
+add yours there). Results
 print as a table and, with ``--out``, are written as JSON (atomically). Figures to quote
 across machines are the ratios to the reference workload timed in the same run.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,10 +34,42 @@ def _render_rows(result: dict[str, Any]) -> list[dict[str, str]]:
     return render.table_rows(result)
 
 
+def _run_generate(repeats: int, quick: bool) -> dict[str, Any]:
+    from focaldepth.bench import generate
+
+    if quick:
+        return generate.run(static_sequences=1, dynamic_sequences=1, end_to_end_sequences=2,
+                            workers=(1,), warmup=0, reference_runs=1)
+    return generate.run()
+
+
+def _generate_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    from focaldepth.bench import generate
+
+    return generate.table_rows(result)
+
+
+def _run_predict(repeats: int, quick: bool) -> dict[str, Any]:
+    from focaldepth.bench import predict
+
+    if quick:
+        return predict.run(sizes_hw=((64, 64),), num_frames=10, reference_runs=1)
+    return predict.run()
+
+
+def _predict_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    from focaldepth.bench import predict
+
+    return predict.table_rows(result)
+
+
 # Every benchmark `focaldepth benchmark all` runs: name -> (run(repeats, quick), table rows).
+# ``repeats`` is used by the benchmarks that take it (render); the others set their own.
 BENCHMARKS: dict[str, tuple[Callable[[int, bool], dict[str, Any]],
                             Callable[[dict[str, Any]], list[dict[str, str]]]]] = {
     "render": (_run_render, _render_rows),
+    "generate": (_run_generate, _generate_rows),
+    "predict": (_run_predict, _predict_rows),
 }
 
 
@@ -51,6 +85,8 @@ def print_table(title: str, rows: list[dict[str, str]], reference: dict[str, Any
     for row in rows:
         table.add_row(*row.values())
     console = Console()
+    if not console.is_terminal:  # a log file or pipe: do not squeeze the table to 80 columns
+        console = Console(width=160)
     console.print(table)
     if reference is not None:
         best = f", best {reference['best_s']:.3f} s" if "best_s" in reference else ""
@@ -74,14 +110,32 @@ def _write(out: Path | None, result: dict[str, Any]) -> None:
 
 
 def run_benchmarks(names: list[str], repeats: int, quick: bool) -> dict[str, Any]:
-    """Run the named benchmarks; print a table for each; return ``{name: result}``."""
+    """Run the named benchmarks; print a table for each; return ``{name: result}``.
+
+    A benchmark that cannot run on this install (a :class:`UserError`, e.g. a model file
+    that is not there) is recorded as ``{"error": message}`` and the others still run.
+    """
+    from focaldepth.errors import UserError
+
     results = {}
     for name in names:
         run, rows = BENCHMARKS[name]
-        result = run(repeats, quick)
+        try:
+            result = run(repeats, quick)
+        except UserError as error:
+            print(f"focaldepth benchmark {name}: not run: {error}", file=sys.stderr)
+            results[name] = {"benchmark": name, "error": str(error)}
+            continue
         print_table(f"focaldepth benchmark {name}", rows(result), result.get("reference"))
         results[name] = result
     return results
+
+
+def _exit_if_failed(results: dict[str, Any]) -> None:
+    failed = [name for name, result in results.items() if "error" in result]
+    if failed:
+        print(f"focaldepth benchmark: not run: {', '.join(failed)}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 Out = Annotated[Path | None, typer.Option("--out", help="Write the results as JSON to this path.")]
@@ -102,13 +156,17 @@ def register(app: typer.Typer) -> None:
                        quick: Quick = False) -> None:
         """Renderer frames/s (frame = one focus slice): 256x256 and 640x360, 24 layers, 5 focus, disk, CoC <= 40 px; forward+backward at 256x256."""
         _set_threads(threads)
-        _write(out, run_benchmarks(["render"], repeats, quick)["render"])
+        results = run_benchmarks(["render"], repeats, quick)
+        _write(out, results["render"])
+        _exit_if_failed(results)
 
     @bench_app.command("all")
     def all_command(out: Out = None, repeats: Repeats = 3, threads: Threads = None,
                     quick: Quick = False) -> None:
-        """Every benchmark listed in focaldepth.commands.benchmark.BENCHMARKS."""
+        """Every benchmark listed in focaldepth.commands.benchmark.BENCHMARKS (one that cannot run here is reported, the rest still run; exit status 1)."""
         _set_threads(threads)
-        _write(out, {"benchmarks": run_benchmarks(list(BENCHMARKS), repeats, quick)})
+        results = run_benchmarks(list(BENCHMARKS), repeats, quick)
+        _write(out, {"benchmarks": results})
+        _exit_if_failed(results)
 
     app.add_typer(bench_app, name="benchmark")
