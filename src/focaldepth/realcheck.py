@@ -94,6 +94,8 @@ HIGHPASS_SIGMA_PX_AT_FULL_WIDTH = 1.5
 # A depth bin counts for a scene when it holds at least this fraction of the interior.
 MIN_BIN_FRACTION = 0.01
 DEPTH_MEDIAN_KSIZE = 5
+# Panels of comparison.png are shown this wide (2/3 of 645 px: the PNG stays ~1 MB).
+FIGURE_TILE_WIDTH_PX = 430
 
 
 # --- data ------------------------------------------------------------------------------
@@ -385,9 +387,14 @@ def evaluate_scene(scene: DfdScene, *, focus_m: float = NOMINAL_FOCUS_M,
     ``focus_m`` and ``wrong_focus_m``; ``variants`` adds the ablation renderings (plain
     f/2.8 CoC, Gaussian PSF, blur in sRGB)."""
     sweep = sorted(set(focus_sweep_m() if sweep_m is None else sweep_m))
-    for needed in (focus_m, *wrong_focus_m):
-        if not any(math.isclose(needed, s, rel_tol=1e-6) for s in sweep):
-            raise ValueError(f"evaluate_scene: focus {needed} m is not in the sweep {sweep}")
+
+    def sweep_index(wanted_m: float) -> int:
+        for i, swept_m in enumerate(sweep):
+            if math.isclose(wanted_m, swept_m, rel_tol=1e-6):
+                return i
+        raise ValueError(f"evaluate_scene: focus {wanted_m} m is not in the sweep {sweep}")
+
+    nominal, wrong_indices = sweep_index(focus_m), [sweep_index(f) for f in wrong_focus_m]
     width = scene.sharp_srgb.shape[-1]
     scale = width / DFD_IMAGE_WIDTH_PX
     margin = max(4, round(MARGIN_PX_AT_FULL_WIDTH * scale))
@@ -399,11 +406,9 @@ def evaluate_scene(scene: DfdScene, *, focus_m: float = NOMINAL_FOCUS_M,
 
     render = {"camera": scene.camera, "num_layers": num_layers}
     stack = render_defocus(scene.sharp_srgb, scene.depth_m, sweep, f_number=f_number_eff, **render)
-    index = {round(s, 6): i for i, s in enumerate(sweep)}
-    candidates = {"f8": scene.sharp_srgb[0]}
-    candidates["render"] = stack[index[round(focus_m, 6)]]
-    for wrong in wrong_focus_m:
-        candidates[wrong_focus_name(wrong)] = stack[index[round(wrong, 6)]]
+    candidates = {"f8": scene.sharp_srgb[0], "render": stack[nominal]}
+    for wrong, i in zip(wrong_focus_m, wrong_indices):
+        candidates[wrong_focus_name(wrong)] = stack[i]
     if variants:
         candidates["render_f2.8_coc"] = render_defocus(
             scene.sharp_srgb, scene.depth_m, [focus_m], f_number=F_NUMBER_WIDE, **render)[0]
@@ -636,7 +641,7 @@ def comparison_figure(result: SceneResult, depth_m: Tensor, focus_m: float,
     title = (f"DFD indoor scene {result.name}: errors on a 0-{error_full_scale:g} sRGB scale; "
              f"row 2 = 2x crop at ({left}, {top})")
     return contact_sheet(panels + crops, labels + [f"{label} (2x crop)" for label in labels],
-                         columns=5, tile_width_px=width, title=title)
+                         columns=5, tile_width_px=min(width, FIGURE_TILE_WIDTH_PX), title=title)
 
 
 # --- entry point -----------------------------------------------------------------------
