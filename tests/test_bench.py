@@ -1,0 +1,26 @@
+"""Benchmarks run and report their figures beside the reference workload (smoke size)."""
+
+import json
+
+from typer.testing import CliRunner
+
+from focaldepth.cli import app
+
+
+def test_render_benchmark_quick_writes_json_with_reference(tmp_path):
+    out = tmp_path / "render.json"
+    result = CliRunner().invoke(app, ["benchmark", "render", "--quick", "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["reference"]["seconds"] > 0
+    case = data["results"][0]
+    assert case["frames_per_s"] > 0 and case["frame_time_over_reference"] > 0
+
+
+def test_predict_benchmark_reports_constant_memory_fields(tmp_path):
+    from focaldepth.bench.predict import run
+
+    result = run(sizes_hw=((48, 64),), num_frames=12, reference_runs=1)
+    case = result["results"][0]
+    assert case["frames_per_s"] > 0 and case["window"] == 5
+    assert case["rss_at_end_mib"] > 0 and case["frame_time_over_reference"] > 0
