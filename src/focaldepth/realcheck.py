@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -662,22 +664,11 @@ def run(data: Path, out: Path, *, limit: int | None = None, width_px: int | None
     for i, pair in enumerate(pairs):
         scene = load_scene(pair, width_px)
         result = evaluate_scene(scene, focus_m=focus_m, sweep_m=sweep, num_layers=num_layers)
-        # Keep the numbers only: 81 scenes of images would not fit in memory.
-        results.append(SceneResult(result.name, result.shift_px, result.rows, result.sweep_focus_m,
-                                   result.sweep_mse, result.best_focus_m, result.bin_fraction, {}))
+        results.append(dataclasses.replace(result, images={}))  # 81 scenes of images: too much
         print(f"[{i + 1}/{len(pairs)}] {pair.name}: f8 {result.rows['f8']['psnr_db']:.2f} dB, "
               f"render {result.rows['render']['psnr_db']:.2f} dB, best focus "
               f"{result.best_focus_m:.2f} m ({time.perf_counter() - start:.0f} s)", flush=True)
     summary = aggregate(results)
-    first = load_scene(pairs[0], width_px)
-    settings = {"data": str(data), "width_px": int(first.sharp_srgb.shape[-1]),
-                "focus_m": focus_m, "wrong_focus_m": list(WRONG_FOCUS_M), "num_layers": num_layers,
-                "psf": "disk", "effective_f_number": effective_f_number(F_NUMBER_WIDE, F_NUMBER_SHARP),
-                "camera": first.camera.to_dict(), "depth_bins_m": depth_bin_labels(),
-                "margin_px": max(4, round(MARGIN_PX_AT_FULL_WIDTH * first.sharp_srgb.shape[-1]
-                                          / DFD_IMAGE_WIDTH_PX)),
-                "seconds": time.perf_counter() - start}
-
     if figure_scene is None:
         gains = [r.rows["render"]["psnr_db"] - r.rows["f8"]["psnr_db"] for r in results]
         figure_scene = results[int(np.argsort(gains)[len(gains) // 2])].name
@@ -687,15 +678,24 @@ def run(data: Path, out: Path, *, limit: int | None = None, width_px: int | None
     scene = load_scene(by_name[figure_scene], width_px)
     shown = evaluate_scene(scene, focus_m=focus_m, sweep_m=sweep, num_layers=num_layers,
                            variants=False)
+    figure = comparison_figure(shown, scene.depth_m, focus_m)
+    settings = {"data": str(data), "width_px": int(scene.sharp_srgb.shape[-1]),
+                "focus_m": focus_m, "wrong_focus_m": list(WRONG_FOCUS_M), "num_layers": num_layers,
+                "psf": "disk", "effective_f_number": effective_f_number(F_NUMBER_WIDE, F_NUMBER_SHARP),
+                "camera": scene.camera.to_dict(), "depth_bins_m": depth_bin_labels(),
+                "margin_px": max(4, round(MARGIN_PX_AT_FULL_WIDTH * scene.sharp_srgb.shape[-1]
+                                          / DFD_IMAGE_WIDTH_PX)),
+                "seconds": time.perf_counter() - start}
 
+    # Everything is computed before the first file is written: a failure leaves no mix of
+    # old and new outputs.
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", {
         "dataset": "DFD indoor (train split), Carvalho et al., 3DRW ECCV Workshops 2018",
         "settings": settings, "figure_scene": figure_scene, "summary": summary,
         "scenes": [scene_record(r) for r in results]})
-    table = markdown_table(summary, results, settings)
-    atomic_write_text(out / "table.md", table)
-    write_png(out / "comparison.png", comparison_figure(shown, scene.depth_m, focus_m))
+    atomic_write_text(out / "table.md", markdown_table(summary, results, settings))
+    write_png(out / "comparison.png", figure)
     return summary
 
 
@@ -717,8 +717,9 @@ def main(argv: list[str] | None = None) -> None:
         summary = run(args.data, args.out, limit=args.limit, width_px=args.width,
                       num_layers=args.num_layers, focus_m=args.focus_m,
                       figure_scene=args.figure_scene)
-    except UserError as error:
-        raise SystemExit(f"error: {error}") from None
+    except UserError as error:  # one line, status 2, as the focaldepth CLI does
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print((args.out / "table.md").read_text().split("## Per scene")[0])
     print(f"focus estimate: {summary['focus_estimate_m']:.3f} m")
 
