@@ -145,20 +145,33 @@ Threads = Annotated[int | None, typer.Option("--threads", min=1,
 Quick = Annotated[bool, typer.Option("--quick", help="Tiny smoke run (figures not meaningful).")]
 
 
+def _single_benchmark_command(name: str) -> Callable[..., None]:
+    """The sub-command running one entry of :data:`BENCHMARKS`."""
+
+    def command(out: Out = None, repeats: Repeats = 3, threads: Threads = None,
+                quick: Quick = False) -> None:
+        _set_threads(threads)
+        results = run_benchmarks([name], repeats, quick)
+        _write(out, results[name])
+        _exit_if_failed(results)
+
+    return command
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``focaldepth benchmark`` (sub-commands ``render`` and ``all``) to the app."""
+    """Add ``focaldepth benchmark`` (one sub-command per benchmark, and ``all``) to the app."""
     bench_app = typer.Typer(help="Speed and memory benchmarks, each beside a fixed reference "
                                  "workload timed in the same run (compare ratios across machines).",
                             no_args_is_help=True)
 
-    @bench_app.command("render")
-    def render_command(out: Out = None, repeats: Repeats = 3, threads: Threads = None,
-                       quick: Quick = False) -> None:
-        """Renderer frames/s (frame = one focus slice): 256x256 and 640x360, 24 layers, 5 focus, disk, CoC <= 40 px; forward+backward at 256x256."""
-        _set_threads(threads)
-        results = run_benchmarks(["render"], repeats, quick)
-        _write(out, results["render"])
-        _exit_if_failed(results)
+    for name, summary in (
+        ("render", "Renderer frames/s (frame = one focus slice): 256x256 and 640x360, 24 layers, "
+                   "5 focus, disk, CoC <= 40 px; forward+backward at 256x256."),
+        ("generate", "Procedural generator: sequences/s and frames/s at 256x256, peak memory."),
+        ("predict", "Streaming predict with the shipped default model: per-frame latency, frames/s "
+                    "and memory at 256x256, 640x360 and 1280x720."),
+    ):
+        bench_app.command(name, help=summary)(_single_benchmark_command(name))
 
     @bench_app.command("all")
     def all_command(out: Out = None, repeats: Repeats = 3, threads: Threads = None,
