@@ -159,3 +159,17 @@ def test_cli_bad_meta_is_one_line_and_exit_2(tmp_path, sweep_folder):
     assert "meta.json" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_relative_mode_sweep_order_sets_the_pseudo_focus_order(model_file):
+    from focaldepth.models import load
+
+    frames, _ = render_sweep(list(dioptric_ramp(0.5, 2.0, 4)))
+    predictor = {}
+    for order in (False, True):
+        p = StreamingPredictor(load(model_file), CAMERA, [None] * 4, 64, 96, far_to_near=order)
+        predictor[order] = p
+        for frame in frames:
+            p.push(frame, None)
+    near_first, far_first = predictor[False]._window_focus(), predictor[True]._window_focus()
+    assert near_first[0] < near_first[-1] and far_first[0] > far_first[-1]

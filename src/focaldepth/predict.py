@@ -103,12 +103,16 @@ class StreamingPredictor:
         window: frames per depth estimate; default: one focus ramp of the schedule.
         align: warp the window onto the current frame with optical flow.
         max_pixels: pixel budget of the working resolution.
+        far_to_near: only when focus distances are unknown: the sweep starts at the far end
+            (default: near to far). Relative depth is only defined up to this order.
     """
 
     def __init__(self, model: DepthModel, camera: Camera, focus_distance_m: list[float | None],
                  height: int, width: int, *, window: int | None = None, align: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = "cpu"):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = "cpu",
+                 far_to_near: bool = False):
         self.model = model.eval().to(device)
+        self.far_to_near = far_to_near
         self.device = torch.device(device)
         self.metric = all(f is not None for f in focus_distance_m)
         self.window = window or ramp_length(focus_distance_m) or len(focus_distance_m)
@@ -144,8 +148,11 @@ class StreamingPredictor:
         if self.metric:
             return focus
         count = len(focus)
-        dioptres = np.linspace(1.0 / RELATIVE_NEAR_M, 1.0 / RELATIVE_FAR_M, max(self.window, 2))[-count:] \
-            if count > 1 else np.array([2.0 / (RELATIVE_NEAR_M + RELATIVE_FAR_M)])
+        near_dpt, far_dpt = 1.0 / RELATIVE_NEAR_M, 1.0 / RELATIVE_FAR_M
+        if self.far_to_near:
+            near_dpt, far_dpt = far_dpt, near_dpt
+        dioptres = np.linspace(near_dpt, far_dpt, max(self.window, 2))[-count:] \
+            if count > 1 else np.array([0.5 * (near_dpt + far_dpt)])
         return list(1.0 / dioptres)
 
     def _aligned_window(self) -> np.ndarray:
@@ -260,7 +267,8 @@ def relative_inverse_depth(depth_m: np.ndarray) -> np.ndarray:
 def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_path=None,
                      device: str = "cpu", window: int | None = None, align: bool = True,
                      max_pixels: int = DEFAULT_MAX_PIXELS, extra_formats: tuple[str, ...] = (),
-                     overwrite: bool = False, video: bool = True, progress: bool = True) -> dict:
+                     overwrite: bool = False, video: bool = True, progress: bool = True,
+                     far_to_near: bool = False) -> dict:
     """Run the predictor over a sequence on disk and write ``out_dir`` atomically:
     ``depth/NNNNNN.npy`` (float32 metres, or relative inverse depth when focus distances are
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
@@ -282,7 +290,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
     depth_model = load_model(model, device)
     height, width = sequence.size_hw
     predictor = StreamingPredictor(depth_model, sequence.camera, sequence.focus_distance_m, height, width,
-                                   window=window, align=align, max_pixels=max_pixels, device=device)
+                                   window=window, align=align, max_pixels=max_pixels, device=device,
+                                   far_to_near=far_to_near)
     check_enough_frames(predictor, len(sequence), input_path)
     near_m, far_m = display_range_m(sequence.focus_distance_m) if predictor.metric else (1.0, 2.0)
     latencies_s: list[float] = []

@@ -31,6 +31,7 @@ def predict(
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr.")] = None,
     video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+    far_to_near: Annotated[bool, typer.Option(help="Unknown focus only: the sweep runs far to near.")] = False,
 ) -> None:
     """Metric depth and confidence for every frame; a side-by-side depth video; summary.json."""
     from focaldepth.errors import UserError
@@ -44,7 +45,7 @@ def predict(
     summary = predict_sequence(
         input_path, out, model="classical" if method is Method.classical else model, meta_path=meta,
         device=device, window=window, align=align, max_pixels=max_pixels,
-        extra_formats=tuple(format or ()), overwrite=overwrite, video=video)
+        extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near)
     timing = summary["timing_s"]
     units = "m" if summary["metric"] else "(relative)"
     print(f"wrote {summary['num_frames']} depth maps to {out} "
