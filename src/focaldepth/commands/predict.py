@@ -27,7 +27,7 @@ def predict(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     window: Annotated[Optional[int], typer.Option(help="Frames per estimate (default: one focus ramp).")] = None,
     align: Annotated[bool, typer.Option(help="Warp earlier frames onto the current one (optical flow).")] = True,
-    max_pixels: Annotated[int, typer.Option(help="Pixel budget of the working resolution.")] = 102_400,
+    max_pixels: Annotated[int, typer.Option(help="Pixel budget of the working resolution.")] = 57_600,
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr.")] = None,
     video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
