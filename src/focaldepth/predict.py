@@ -84,12 +84,15 @@ class FlowAligner:
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST):
         self.flow = cv2.DISOpticalFlow_create(preset)
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
     def align(self, reference_gray: np.ndarray, other_gray: np.ndarray, other_rgb: np.ndarray) -> np.ndarray:
         """``other_rgb`` resampled so that it lines up with the reference frame."""
         flow = self.flow.calc(reference_gray, other_gray, None)  # reference pixel -> other
         height, width = reference_gray.shape
-        grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        if self._grid is None or self._grid[0].shape != (height, width):  # built once per clip
+            self._grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        grid_x, grid_y = self._grid
         return cv2.remap(other_rgb, grid_x + flow[..., 0], grid_y + flow[..., 1],
                          interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
