@@ -358,3 +358,108 @@ def test_shipped_table_spec_matches_the_experiment_configs():
                 assert Path(row["run"]).name == name
     text = build_tables(root / "configs" / "tables.yaml", root=root / "nonexistent")
     assert text.count("### ") == len(spec["tables"])
+
+
+# --------------------------------------------------------------------------------------------
+# optical-flow alignment (--align: what `focaldepth predict` does to each window)
+
+
+def _smooth_texture(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A band-limited random RGB texture (3, H, W) in [0, 1]: what optical flow can track."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 3, height // 4, width // 4, generator=g)
+    return torch.nn.functional.interpolate(noise, size=(height, width), mode="bicubic",
+                                           align_corners=False)[0].clamp(0, 1)
+
+
+def test_flow_alignment_undoes_a_known_translation():
+    """Frame k is the reference shifted by (3 - k) px right: after alignment every frame lines
+    up with the last one (the interior; borders are replicated), which the raw stack does not."""
+    from focaldepth.evaluate import flow_align_frames
+
+    texture = _smooth_texture(80, 96)
+    frames = torch.stack([torch.roll(texture, shifts=3 - k, dims=-1) for k in range(4)])
+    aligned = flow_align_frames(frames)
+    assert aligned.shape == frames.shape and aligned.dtype == frames.dtype
+    assert torch.equal(aligned[-1], (frames[-1] * 255).round() / 255)  # reference untouched
+    interior = (slice(None), slice(12, -12), slice(12, -12))
+    for k in range(3):
+        raw_error = (frames[k] - frames[-1])[interior].abs().mean()
+        aligned_error = (aligned[k] - frames[-1])[interior].abs().mean()
+        assert raw_error > 0.02, k
+        assert aligned_error < 0.2 * raw_error, (k, float(aligned_error), float(raw_error))
+
+
+def test_align_changes_moving_windows_and_metrics_json_records_it(tiny_test_dir, tmp_path):
+    """On the generated dynamic sequence alignment really changes what the model sees (earlier
+    frames move onto the current one); metrics.json says whether frames were aligned, and the
+    dynamic-scene numbers differ while the raw run stays the default."""
+    from focaldepth.evaluate import FlowAlignedFrames, open_test_set
+
+    windows = open_test_set(tiny_test_dir, num_frames=5, sample="windows")
+    aligned_windows = FlowAlignedFrames(windows)
+    assert len(aligned_windows) == len(windows) and aligned_windows.windows is windows.windows
+    raw, aligned = windows[0], aligned_windows[0]
+    assert bool(raw["is_dynamic"]) and torch.equal(raw["depth_m"], aligned["depth_m"])
+    assert torch.equal(aligned["frames"][-1], raw["frames"][-1])  # the current frame is kept
+    first_raw = (raw["frames"][0] - raw["frames"][-1]).abs().mean()
+    first_aligned = (aligned["frames"][0] - raw["frames"][-1]).abs().mean()
+    assert (aligned["frames"][0] - raw["frames"][0]).abs().mean() > 0.02  # input changed
+    assert first_aligned < 0.6 * first_raw  # and it now lines up better with the current frame
+
+    summaries = {}
+    for flag in ("--align", "--no-align", None):
+        out = tmp_path / str(flag)
+        args = ["evaluate", "--checkpoint", "classical", "--data", str(tiny_test_dir), "--out",
+                str(out), "--num-frames", "5", "--sheet", "0"]
+        assert run_cli(*args, *([flag] if flag else [])) == 0
+        summaries[flag] = json.loads((out / "metrics.json").read_text())
+    assert summaries["--align"]["protocol"]["aligned"] is True
+    assert "DIS" in summaries["--align"]["protocol"]["alignment"]
+    assert summaries["--no-align"]["protocol"]["aligned"] is False
+    assert summaries[None]["protocol"]["aligned"] is False  # default: raw, as the tables
+    assert "flow-aligned" in (tmp_path / "--align" / "metrics.md").read_text()
+    aligned_dyn = summaries["--align"]["by_motion"]["dynamic"]
+    raw_dyn = summaries["--no-align"]["by_motion"]["dynamic"]
+    assert aligned_dyn["metres"]["rmse"] != pytest.approx(raw_dyn["metres"]["rmse"], rel=1e-3)
+    assert aligned_dyn["counts"] == raw_dyn["counts"]
+    assert summaries[None]["by_motion"] == summaries["--no-align"]["by_motion"]
+
+
+def test_alignment_of_a_static_stack_is_near_identity(tiny_test_dir):
+    """A static scene seen by a still camera: frames differ only in focus, so the flow is
+    (nearly) zero and the aligned stack is the raw one to within about one grey level on
+    average, far less than the motion of the dynamic sequence changes it."""
+    from focaldepth.evaluate import FlowAlignedFrames, open_test_set
+
+    stacks = open_test_set(tiny_test_dir, num_frames=5, sample="ramp")
+    aligned_stacks = FlowAlignedFrames(stacks)
+    static = [i for i, record in enumerate(stacks.records) if not record["is_dynamic"]]
+    assert static
+    for index in static:
+        raw, aligned = stacks[index]["frames"], aligned_stacks[index]["frames"]
+        change = (aligned - raw).abs().mean(dim=(1, 2, 3))
+        assert change[-1] == 0.0
+        assert float(change.max()) < 2.0 / 255.0, (index, change.tolist())
+        assert float((aligned - raw).abs().max()) < 0.5
+
+
+def test_shipped_model_names_resolve_to_their_files(tmp_path):
+    from focaldepth.evaluate import resolve_checkpoint
+    from focaldepth.predict import shipped_model_names
+
+    assert "sweepnet_default" in shipped_model_names()
+    path = resolve_checkpoint("sweepnet_default")
+    assert path.is_file() and path.name == "sweepnet_default.pt"
+    local = tmp_path / "sweepnet_default"  # a file of that name wins over the shipped model
+    local.write_bytes(b"")
+    assert resolve_checkpoint(str(local)) == local
+    assert resolve_checkpoint(str(tmp_path / "nope.pt")) == tmp_path / "nope.pt"
+    import hashlib
+
+    from focaldepth.evaluate import load_model_under_test
+
+    under_test = load_model_under_test("sweepnet_default")
+    assert under_test.source == "sweepnet_default" and under_test.num_frames
+    assert under_test.description["file"] == str(path)
+    assert under_test.description["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

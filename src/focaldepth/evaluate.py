@@ -19,6 +19,12 @@ Two passes over the test folder:
    compared along the ground-truth flow of frame t (see
    :func:`focaldepth.metrics.temporal_stability`).
 
+With ``align=True`` every stack of both passes is first warped onto its last (current) frame
+with the dense optical flow of ``focaldepth predict`` (:class:`focaldepth.predict.FlowAligner`,
+OpenCV DIS), exactly as :class:`~focaldepth.predict.StreamingPredictor` does before the model
+sees a window: the numbers then measure what users of ``predict`` get on moving scenes. The
+default (no alignment) feeds the raw window, which is how the committed tables were made.
+
 Outputs in ``OUT`` (each written atomically): ``per_sequence.csv``, ``metrics.json``
 (aggregates over images: all / static / dynamic), ``metrics.md``, ``error_vs_depth.png``
 and ``sheet.png`` (inputs / prediction / ground truth / error for a few sequences).
@@ -133,7 +139,9 @@ class ModelUnderTest:
 
 def load_model_under_test(checkpoint: str, device: str = "cpu") -> ModelUnderTest:
     """``classical`` -> the classical DFF baseline; a ``.ckpt`` from ``focaldepth train`` or a
-    ``.pt`` exported model file -> that model (no Lightning needed for either)."""
+    ``.pt`` exported model file -> that model (no Lightning needed for either); the name of a
+    model shipped in the package (``sweepnet_default``, as ``focaldepth predict --model``
+    accepts) -> its file."""
     if checkpoint == CLASSICAL:
         from focaldepth.classical import ClassicalDFF
 
@@ -144,7 +152,8 @@ def load_model_under_test(checkpoint: str, device: str = "cpu") -> ModelUnderTes
             "info": model.info.to_dict()})
     from focaldepth.train.checkpoint import load_trained_model
 
-    loaded = load_trained_model(checkpoint, map_location=device)
+    path = resolve_checkpoint(checkpoint)
+    loaded = load_trained_model(path, map_location=device)
     config = loaded.config or {}
     num_frames = (config.get("data") or {}).get("num_frames")
     model_section = dict(config.get("model") or {})
@@ -153,7 +162,30 @@ def load_model_under_test(checkpoint: str, device: str = "cpu") -> ModelUnderTes
                           description={"name": model_section.pop("name", type(loaded.model).__name__),
                                        "kwargs": model_section,
                                        "info": info.to_dict() if info is not None else None,
-                                       "global_step": loaded.extra.get("global_step")})
+                                       "global_step": loaded.extra.get("global_step"),
+                                       **({"file": str(path)} if str(path) != checkpoint else {}),
+                                       # shipped weights get replaced: say which bytes were scored
+                                       "sha256": _sha256(path)})
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def resolve_checkpoint(checkpoint: str) -> Path:
+    """A checkpoint argument -> its file: an existing path as given, else the model of that name
+    shipped in the package (``focaldepth/weights/NAME.pt``), else the path as given (so the
+    loader reports the missing file by the name the user typed)."""
+    path = Path(checkpoint)
+    if path.is_file():
+        return path
+    from focaldepth.predict import shipped_weights_path
+
+    shipped = Path(str(shipped_weights_path(checkpoint)))
+    return shipped if shipped.is_file() else path
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +274,70 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.reshape(-1)[0].item()
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# optical-flow alignment (what ``focaldepth predict`` does to each window)
+
+#: How ``--align`` aligns, for metrics.json.
+ALIGNMENT_METHOD = ("each frame warped onto the stack's last frame with OpenCV DIS optical flow "
+                    "(focaldepth.predict.FlowAligner, as StreamingPredictor does), on 8-bit frames")
+
+
+def flow_align_frames(frames: torch.Tensor, aligner: Any | None = None) -> torch.Tensor:
+    """A stack ``(S, C, H, W)`` in [0, 1] (C = 3 or 1) with every frame warped onto the last one.
+
+    Mirrors :meth:`focaldepth.predict.StreamingPredictor.push` and ``_aligned_window``: the
+    frames are 8-bit (the generated data are stored as uint8, so this is lossless), the flow
+    runs on their OpenCV grey conversion, and the 8-bit colour frame is resampled by
+    :meth:`focaldepth.predict.FlowAligner.align`; the last frame is passed through unchanged.
+    ``aligner`` defaults to a fresh :class:`~focaldepth.predict.FlowAligner` (DIS is stateless
+    between calls, so one aligner can serve a whole evaluation)."""
+    import cv2
+
+    from focaldepth.predict import FlowAligner
+
+    if frames.ndim != 4 or frames.shape[1] not in (1, 3):
+        raise ValueError(f"flow_align_frames: expected frames (S, 3 or 1, H, W), got "
+                         f"{tuple(frames.shape)}")
+    aligner = aligner or FlowAligner()
+    rgb8 = frames.mul(255.0).round().clamp(0, 255).to(torch.uint8)
+    rgb8 = rgb8.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
+    gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in rgb8]
+    aligned = [aligner.align(gray[-1], gray[k], rgb8[k]) for k in range(len(rgb8) - 1)]
+    aligned.append(rgb8[-1])
+    out = torch.from_numpy(np.stack(aligned)).permute(0, 3, 1, 2).float().div(255.0)
+    return out[:, :frames.shape[1]].to(frames.dtype).contiguous()
+
+
+class FlowAlignedFrames(Dataset):
+    """A test set whose items' ``frames`` are flow-aligned onto their last frame
+    (:func:`flow_align_frames`); every other key and attribute (``records``,
+    ``item_is_dynamic``, ...) is the wrapped dataset's.
+
+    Static sequences are aligned too, on purpose: ``predict`` cannot know a scene is static and
+    runs the flow on every window, so whatever DIS makes of frames that differ only in focus
+    (in-focus detail appearing and vanishing reads as small spurious motion: about 1/255 mean
+    change on the tiny test scenes) is part of what users get."""
+
+    def __init__(self, base: Dataset) -> None:
+        from focaldepth.predict import FlowAligner
+
+        self.base = base
+        self.aligner = FlowAligner()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.base[index])
+        item["frames"] = flow_align_frames(item["frames"], self.aligner)
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "base":  # not set yet (e.g. during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.base, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,7 +619,10 @@ def results_markdown(summary: Mapping[str, Any]) -> str:
     counts = ", ".join(f"{name}: {g['counts']['num_images']} stacks" for name, g in groups)
     parts = [f"# Evaluation of `{summary['model']['source']}` on `{summary['data']['root']}`\n",
              (f"{summary['protocol']['num_frames']}-frame focal stacks; {counts}. Metrics on "
-              "valid pixels, per image then averaged over images.\n"),
+              "valid pixels, per image then averaged over images. "
+              + ("Frames flow-aligned onto each stack's last frame as `focaldepth predict` does "
+                 "(OpenCV DIS).\n" if summary["protocol"].get("aligned") else
+                 "Raw frames (no optical-flow alignment).\n")),
              "## Depth in metres\n", markdown_table([(n, g["metres"]) for n, g in groups]),
              "\n## Depth normalised to [0, 1] by each sequence's depth range\n",
              markdown_table([(n, g["normalised"]) for n, g in groups])]
@@ -667,10 +766,11 @@ def write_outputs(out_dir: str | Path, result: EvaluationResult,
 def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: int | None = None,
              device: str = "cpu", split: str | None = None, crop_size: int | None = None,
              temporal: bool = True, valid_range_margin: float | None = None,
-             sheet_count: int = 4, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint (``.ckpt``/``.pt``) or ``"classical"`` on a test folder and write
-    the outputs into ``out``. ``num_frames`` defaults to the training config's (else 4).
-    Returns the summary written to ``metrics.json``."""
+             sheet_count: int = 4, progress: bool = True, align: bool = False) -> dict[str, Any]:
+    """Evaluate a checkpoint (``.ckpt``/``.pt``, a shipped model name) or ``"classical"`` on a
+    test folder and write the outputs into ``out``. ``num_frames`` defaults to the training
+    config's (else 4). ``align`` warps every stack onto its last frame with predict's optical
+    flow first (:class:`FlowAlignedFrames`). Returns the summary written to ``metrics.json``."""
     under_test = load_model_under_test(checkpoint, device)
     frames = num_frames or under_test.num_frames or 4
     accuracy_set = open_test_set(data, num_frames=frames, sample="ramp", split=split,
@@ -678,6 +778,9 @@ def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: 
     temporal_set = open_test_set(data, num_frames=frames, sample="windows", split=split,
                                  crop_size=crop_size) if temporal else None
     ranges = scene_depth_ranges(accuracy_set)
+    if align:
+        accuracy_set = FlowAlignedFrames(accuracy_set)
+        temporal_set = FlowAlignedFrames(temporal_set) if temporal_set is not None else None
     result = evaluate_dataset(model_predictor(under_test.model, device), accuracy_set,
                               temporal_set, sheet_count=sheet_count, depth_ranges=ranges,
                               valid_range_margin=valid_range_margin, progress=progress)
@@ -688,6 +791,7 @@ def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: 
         data={"root": str(data), "split": split},
         protocol={"num_frames": frames, "sample": "ramp", "crop_size": crop_size,
                   "device": device, "normalisation": normalisation,
-                  "valid_range_margin": valid_range_margin, "temporal": temporal})
+                  "valid_range_margin": valid_range_margin, "temporal": temporal,
+                  "aligned": align, "alignment": ALIGNMENT_METHOD if align else None})
     write_outputs(out, result, summary)
     return summary

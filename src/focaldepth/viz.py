@@ -1,5 +1,6 @@
-"""Pictures of depth and focus sweeps: colourised depth, a colour bar in metres, side-by-side
-panels and contact sheets. All images are uint8 RGB (H, W, 3).
+"""Pictures of depth and focus sweeps: colourised depth, a colour bar in metres (or, for
+relative depth, a unitless near...far bar), side-by-side panels and contact sheets. All images
+are uint8 RGB (H, W, 3).
 
 Depth is coloured by *inverse* depth (near = warm/bright), which matches how defocus blur
 and most depth networks behave (both are linear in dioptres) and spends colours on the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,39 @@ def _nice_ticks_m(near_m: float, far_m: float, max_ticks: int = 6) -> list[float
     return [t for t in ticks if near_m - 1e-9 <= t <= far_m + 1e-9] or [near_m, far_m]
 
 
+@dataclass(frozen=True)
+class ColorbarTick:
+    """One labelled tick of a vertical colour bar: ``position`` along the colour map, 0 at the
+    far end (bottom, colour-map start) and 1 at the near end (top)."""
+
+    position: float
+    label: str
+
+
+def colorbar_ticks(near_m: float, far_m: float) -> list[ColorbarTick]:
+    """Ticks of a metric colour bar for :func:`colorize_depth` with the same range: round metre
+    values, each at its inverse-depth place (the colours are linear in inverse depth)."""
+    if not (0 < near_m < far_m):
+        raise ValueError(f"colorbar_ticks: need 0 < near_m < far_m, got {near_m}, {far_m}")
+    return [ColorbarTick((1.0 / t - 1.0 / far_m) / (1.0 / near_m - 1.0 / far_m), f"{t:g}")
+            for t in _nice_ticks_m(near_m, far_m)]
+
+
+#: Values of relative inverse depth labelled on the relative colour bar (the ends get words).
+RELATIVE_TICK_VALUES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def relative_colorbar_ticks() -> list[ColorbarTick]:
+    """Ticks of the colour bar for *relative* inverse depth in [0, 1] (1 = nearest focus of the
+    sweep, 0 = farthest; what ``focaldepth predict`` writes when focus distances are unknown).
+
+    The scale has no unit, so the labels are its own values with the ends named "far" and
+    "near": any metre value here would invent a scale the data do not have. The value sits at
+    its own place on the bar because the relative map is coloured linearly in it."""
+    words = {0.0: "far", 1.0: "near"}
+    return [ColorbarTick(value, words.get(value, f"{value:g}")) for value in RELATIVE_TICK_VALUES]
+
+
 def colorbar_image(
     near_m: float,
     far_m: float,
@@ -101,7 +136,36 @@ def colorbar_image(
     label: str = "depth (m)",
 ) -> np.ndarray:
     """A vertical colour bar (uint8 (height_px, width_px, 3)) for :func:`colorize_depth` with
-    the same range: near at the top, ticks labelled in metres at their inverse-depth place."""
+    the same range: near at the top, ticks labelled in metres at their inverse-depth place
+    (:func:`colorbar_ticks`)."""
+    return draw_colorbar(colorbar_ticks(near_m, far_m), height_px, width_px=width_px, cmap=cmap,
+                         label=label)
+
+
+def relative_colorbar_image(
+    height_px: int,
+    *,
+    width_px: int = 90,
+    cmap: str = DEFAULT_CMAP,
+    label: str = "relative depth",
+) -> np.ndarray:
+    """The colour bar of relative inverse depth in [0, 1] coloured linearly (1 = near at the
+    top): unitless ticks from "far" to "near" (:func:`relative_colorbar_ticks`), no metres."""
+    return draw_colorbar(relative_colorbar_ticks(), height_px, width_px=width_px, cmap=cmap,
+                         label=label)
+
+
+def draw_colorbar(
+    ticks: Sequence[ColorbarTick],
+    height_px: int,
+    *,
+    width_px: int = 90,
+    cmap: str = DEFAULT_CMAP,
+    label: str = "",
+) -> np.ndarray:
+    """A vertical colour bar, uint8 (height_px, width_px, 3): the colour map from its start
+    (bottom, position 0) to its end (top, position 1), with ``ticks`` labelled on the right
+    and ``label`` as the axis title."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -112,12 +176,10 @@ def colorbar_image(
     # Rows run from near (top) to far (bottom), linear in inverse depth like the colours.
     gradient = np.linspace(1.0, 0.0, 256)[:, None]
     axes.imshow(gradient, aspect="auto", cmap=cmap, vmin=0.0, vmax=1.0, extent=(0, 1, 0, 1))
-    ticks_m = _nice_ticks_m(near_m, far_m)
-    positions = [(1.0 / t - 1.0 / far_m) / (1.0 / near_m - 1.0 / far_m) for t in ticks_m]
     axes.set_xticks([])
     axes.yaxis.tick_right()
-    axes.set_yticks(positions)
-    axes.set_yticklabels([f"{t:g}" for t in ticks_m], fontsize=8)
+    axes.set_yticks([tick.position for tick in ticks])
+    axes.set_yticklabels([tick.label for tick in ticks], fontsize=8)
     axes.yaxis.set_label_position("right")
     axes.set_ylabel(label, fontsize=8)
     axes.set_ylim(0.0, 1.0)

@@ -3,19 +3,22 @@ tables from evaluation outputs).
 
     focaldepth evaluate --checkpoint runs/X/checkpoints/best.pt|...ckpt|classical
         --data data/test --out results/X [--num-frames 4] [--device cpu] [--crop-size N]
+        [--align] [--quiet]
     focaldepth tables [--spec configs/tables.yaml] [--out results/tables.md]
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 CheckpointOption = Annotated[str, typer.Option(
-    "--checkpoint", help="A training checkpoint (.ckpt), an exported model file (.pt), or "
-    "'classical' for the classical depth-from-focus baseline.")]
+    "--checkpoint", help="A training checkpoint (.ckpt), an exported model file (.pt), the name "
+    "of a shipped model (sweepnet_default), or 'classical' for the classical depth-from-focus "
+    "baseline.")]
 DataOption = Annotated[Path, typer.Option("--data", help="Test folder made by `focaldepth generate`.")]
 EvalOutOption = Annotated[Path, typer.Option(
     "--out", help="Output folder (metrics.json, per_sequence.csv, metrics.md, "
@@ -31,6 +34,12 @@ TemporalOption = Annotated[bool, typer.Option(
 MarginOption = Annotated[float | None, typer.Option(
     "--valid-range-margin", help="Score only pixels within the stack's focus range widened by "
     "this fraction (0.25 = the models' output range) (default: every pixel with ground truth).")]
+AlignOption = Annotated[bool, typer.Option(
+    "--align/--no-align", help="Warp every stack onto its last frame with optical flow (OpenCV "
+    "DIS) first, as `focaldepth predict` does (default: raw frames, as the committed tables).")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", help="No progress bars (also off whenever stderr is not a terminal, e.g. a log "
+    "file).")]
 SheetOption = Annotated[int, typer.Option("--sheet", min=0, help="Sequences shown in sheet.png.")]
 SpecOption = Annotated[Path, typer.Option(
     "--spec", help="Table spec: which results files form which rows.")]
@@ -53,19 +62,28 @@ def register(app: typer.Typer) -> None:
                          num_frames: FramesOption = None, device: DeviceOption = "cpu",
                          split: SplitOption = None, crop_size: CropOption = None,
                          temporal: TemporalOption = True,
-                         valid_range_margin: MarginOption = None, sheet: SheetOption = 4) -> None:
+                         valid_range_margin: MarginOption = None, sheet: SheetOption = 4,
+                         align: AlignOption = False, quiet: QuietOption = False) -> None:
         """Evaluate a model (or the classical baseline) on a test set: metrics in metres and on
         normalised depth, temporal stability, CSV/JSON/markdown, plots."""
         from focaldepth.evaluate import evaluate
 
         summary = evaluate(checkpoint, data, out, num_frames=num_frames, device=device,
                            split=split, crop_size=crop_size, temporal=temporal,
-                           valid_range_margin=valid_range_margin, sheet_count=sheet)
+                           valid_range_margin=valid_range_margin, sheet_count=sheet,
+                           align=align, progress=not quiet and sys.stderr.isatty())
         metres, norm = summary["all"]["metres"], summary["all"]["normalised"]
         print(f"{summary['all']['counts']['num_images']} stacks from {summary['num_sequences']} "
               f"sequences: RMSE {_fmt(metres.get('rmse'), '{:.4g}')} m, AbsRel "
               f"{_fmt(metres.get('absrel'), '{:.4f}')}, δ1 {_fmt(metres.get('delta1'), '{:.2%}')}"
-              f"; normalised MSE {_fmt(norm.get('mse'), '{:.3g}')}")
+              f"; normalised MSE {_fmt(norm.get('mse'), '{:.3g}')}"
+              f" ({'flow-aligned' if align else 'raw'} frames)")
+        dynamic = summary["by_motion"].get("dynamic")
+        if dynamic:  # the scenes alignment is for: say how they fared on their own
+            print(f"dynamic sequences: {dynamic['counts']['num_images']} stacks, AbsRel "
+                  f"{_fmt(dynamic['metres'].get('absrel'), '{:.4f}')}, δ1 "
+                  f"{_fmt(dynamic['metres'].get('delta1'), '{:.2%}')}, temporal Δ error "
+                  f"{_fmt(dynamic['temporal'].get('temporal_err_m'), '{:.3g}')} m")
         print(f"wrote {out}/metrics.json, per_sequence.csv, metrics.md, error_vs_depth.png, "
               "sheet.png")
 
