@@ -358,3 +358,72 @@ def test_generate_with_the_blender_backend_writes_the_same_format_deterministica
                               attrs["focal_length_m"], attrs["f_number"], attrs["pixel_pitch_m"])
             np.testing.assert_allclose(file["coc_px"][()], expected, rtol=1e-6)
             assert '"backend": "blender"' in attrs["record_json"]
+
+
+# --- photographic textures and sweeps that do not bracket the scene ----------------------
+
+
+def test_photo_pool_is_split_without_changing_the_procedural_split():
+    from focaldepth.scenes.photos import PHOTO_TEXTURES
+
+    pools = split_pools(0)
+    # The procedural test pool of split_seed 0 as it was before photos existed: adding the
+    # photo pool must not reshuffle it (committed test sets were generated with it).
+    assert pools["test"].textures == ("voronoi_cells", "random_tiles", "marble", "colour_spectrum", "plaid")
+    train, test = set(pools["train"].photos), set(pools["test"].photos)
+    assert not train & test and train | test == set(PHOTO_TEXTURES)
+    assert len(test) == int(np.ceil(0.25 * len(PHOTO_TEXTURES)))
+
+
+@pytest.mark.parametrize("name", ["photo_coffee", "photo_text", "photo_gravel"])
+def test_photo_textures_are_seeded_crops_in_range(name):
+    first = make_texture(name, np.random.default_rng(3), 48, 80)
+    again = make_texture(name, np.random.default_rng(3), 48, 80)
+    other = make_texture(name, np.random.default_rng(4), 48, 80)
+    assert first.shape == (48, 80, 3) and first.dtype == np.float32
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert 0.0 <= first.min() and first.max() <= 1.0 and first.std() > 0.01
+    # Bigger than the source image: reflect-tiled, still textured everywhere.
+    huge = make_texture(name, np.random.default_rng(5), 900, 700)
+    assert huge.shape == (900, 700, 3) and huge[-100:, -100:].std() > 0.005
+
+
+def test_photo_fraction_puts_photos_of_the_split_on_surfaces_and_zero_changes_nothing():
+    config = load_config(TINY)
+    with_photos = dataclasses.replace(config.scene, appearance=dataclasses.replace(
+        config.scene.appearance, photo_fraction=1.0))
+    pools = split_pools(config.split_seed)["test"]
+    names = [surface.texture_name for index in range(4)
+             for surface in sample_scene(seed_streams(config.seed, index)[0], with_photos, pools, False).surfaces]
+    textured = [name for name in names if name != UNIFORM_TEXTURE]
+    assert textured and all(name in pools.photos for name in textured)
+    zero = dataclasses.replace(config.scene, appearance=dataclasses.replace(config.scene.appearance,
+                                                                            photo_fraction=0.0))
+    a = sample_scene(seed_streams(config.seed, 0)[0], zero, pools, False)
+    b = sample_scene(seed_streams(config.seed, 0)[0], config.scene, pools, False)
+    assert [s.texture_name for s in a.surfaces] == [s.texture_name for s in b.surfaces]
+
+
+def test_sweep_end_shift_moves_the_sweep_ends_by_a_fraction_of_the_scene_span():
+    from focaldepth.optics import Camera
+    from focaldepth.scenes.sequence import sweep_range
+
+    camera = Camera(25.0, 2.0, 23.6, 128)
+    near_m, far_m = 1.0, 4.0  # 1.0 .. 0.25 dpt: span 0.75 dpt
+    assert sweep_range(np.random.default_rng(0), near_m, far_m, (0.0, 0.0), camera) == (near_m, far_m)
+    for seed in range(20):
+        sweep_near, sweep_far = sweep_range(np.random.default_rng(seed), near_m, far_m, (-0.25, 0.25), camera)
+        assert abs(1 / sweep_near - 1.0) <= 0.25 * 0.75 + 1e-12
+        assert abs(1 / sweep_far - 0.25) <= 0.25 * 0.75 + 1e-12
+    inward = sweep_range(np.random.default_rng(0), near_m, far_m, (-0.2, -0.2), camera)
+    assert inward == pytest.approx((1 / (1.0 - 0.15), 1 / (0.25 + 0.15)))
+    # Outwards, the far end stays at a positive dioptre (at most twice the scene's far end).
+    outward = sweep_range(np.random.default_rng(0), 1.0, 10.0, (1.0, 1.0), camera)
+    assert outward[1] == pytest.approx(20.0)
+
+
+def test_end_shift_config_is_checked():
+    config = load_config(TINY)
+    bad = dataclasses.replace(config.scene, focus=dataclasses.replace(config.scene.focus, end_shift=(-0.6, 0.1)))
+    with pytest.raises(UserError, match="focus.end_shift"):
+        bad.check("x.yaml")

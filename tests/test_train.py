@@ -386,3 +386,55 @@ def test_ddp_on_two_cpu_processes(tiny_data, tmp_path):
     assert (run / "checkpoints" / "last.pt").is_file()
     # each of the 2 processes sees half of the 4 sequences per epoch: 4 / 2 / batch 2 = 1 step
     assert summary["steps_per_epoch"] == 1
+
+
+# --- random frame counts and warm starts ------------------------------------------------------
+
+
+def test_random_frame_count_keeps_the_reference_frame_and_varies_k():
+    from focaldepth.train.data import RandomFrameCount
+
+    def item(seed):
+        frames = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 3, 4, 4) + 10 * seed
+        return {"frames": frames, "focus_distance_m": torch.arange(1.0, 7.0), "coc_px": frames[:, :1],
+                "depth_m": torch.full((1, 4, 4), float(seed))}
+
+    collate = RandomFrameCount(min_frames=3, seed=0)
+    counts = set()
+    for _ in range(40):
+        batch = collate([item(0), item(1)])
+        count = batch["frames"].shape[1]
+        counts.add(count)
+        assert 3 <= count <= 6 and batch["coc_px"].shape[1] == count
+        focus = batch["focus_distance_m"]
+        assert (focus[:, -1] == 6.0).all()  # the reference (last) frame is always kept
+        assert (focus.diff(dim=1) > 0).all()  # capture order kept
+        # Frames, focus and CoC stay paired; per-item keys are untouched.
+        assert torch.equal(batch["frames"][:, :, 0, 0, 0] % 10 + 1, focus)
+        assert torch.equal(batch["depth_m"][:, 0, 0, 0], torch.tensor([0.0, 1.0]))
+    assert counts == {3, 4, 5, 6}
+
+
+def test_min_frames_is_checked(tiny_data, tmp_path):
+    config = tiny_config(*tiny_data)
+    config["data"]["min_frames"] = 9
+    with pytest.raises(UserError, match="min_frames"):
+        config_from_dict(config, tmp_path / "bad.yaml")
+
+
+def test_warm_start_loads_every_tensor_and_lists_what_the_file_lacks(tmp_path):
+    from focaldepth import models
+    from focaldepth.train.run import warm_start
+
+    vote_only = models.create("sweepnet_test")
+    path = models.save(vote_only, tmp_path / "vote_only.pt")
+    extrapolating = models.create("sweepnet_x_test")
+    with pytest.raises(UserError, match="lacks tensors: offset_head"):
+        warm_start(extrapolating, str(path), [])
+    fresh = warm_start(extrapolating, str(path), ["offset_head."])
+    assert fresh == ["offset_head.bias", "offset_head.weight"]
+    for name, tensor in vote_only.state_dict().items():
+        assert torch.equal(extrapolating.state_dict()[name], tensor)
+    # The other way round, the file has a tensor the model lacks: never dropped silently.
+    with pytest.raises(UserError, match="has tensors the model lacks"):
+        warm_start(models.create("sweepnet_test"), str(models.save(extrapolating, tmp_path / "x.pt")), [])

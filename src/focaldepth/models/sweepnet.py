@@ -14,6 +14,11 @@ Design, and why:
   sweep (normalised inverse focus, -1 near ... +1 far), and the blur in pixels that one step
   of the sweep and the whole sweep produce for this camera (thin lens, ``Camera.coc_px_per_dpt``).
   So the network knows whether a 2 px or a 30 px blur difference is to be expected.
+* **Depth beyond the sweep** (``extrapolate=True``): a vote can only return depths between
+  the nearest and farthest focus, but real sweeps rarely bracket a scene. Beyond either end
+  the blur keeps growing with the dioptric distance from the end, so defocus still says how
+  far: a second head predicts an offset of at most ``EXTRAPOLATION_SWEEPS`` sweep widths
+  (tanh-bounded, zero-initialised so a warm start from a vote-only model is unchanged).
 * **Confidence** is read off the vote: a sharp, single-peaked distribution over slices is
   trustworthy; a flat one (textureless regions, depth outside the swept range) is not.
 """
@@ -30,6 +35,8 @@ from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
 from focaldepth.models.registry import register_model
 
 SLICE_CODE_CHANNELS = 3
+EXTRAPOLATION_SWEEPS = 0.5  # largest offset of the inverse depth, in sweep widths
+FARTHEST_FRACTION = 0.25  # inverse depth never below this fraction of the farthest focus's
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -109,6 +116,7 @@ class UpBlock(nn.Module):
 
 
 @register_model("sweepnet_test", widths=(4, 6, 8, 8))
+@register_model("sweepnet_x_test", widths=(4, 6, 8, 8), extrapolate=True)
 @register_model("sweepnet")
 class SweepNet(DepthModel):
     """Camera-aware focus-volume network; see the module docstring.
@@ -117,13 +125,14 @@ class SweepNet(DepthModel):
         widths: channels at 1/2, 1/4, 1/8 and 1/16 resolution.
         coc_decoder: also predict each slice's CoC map in pixels (``"coc_px"``) for supervision.
         temperature: initial softmax temperature of the vote over slices (learned).
+        extrapolate: add the offset head that reaches depths beyond the swept range.
     """
 
     info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
                      paper="focaldepth SweepNet (this project): focus-volume vote with camera code")
 
     def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), coc_decoder: bool = False,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, extrapolate: bool = False):
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"widths: expected 4 channel counts, got {widths}")
@@ -138,6 +147,12 @@ class SweepNet(DepthModel):
         self.focus_head = nn.Conv2d(w0, 1, 3, padding=1)
         self.coc_head = nn.Conv2d(w0, 1, 3, padding=1) if coc_decoder else None
         self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        self.offset_head = None
+        if extrapolate:
+            # Sees the slices' mean and max features; zero init = the pure vote at the start.
+            self.offset_head = nn.Conv2d(2 * w0, 1, 3, padding=1)
+            nn.init.zeros_(self.offset_head.weight)
+            nn.init.zeros_(self.offset_head.bias)
 
     def slice_features(self, frames: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """``(B, S, 3, H, W)`` -> per-slice features ``(B*S, w0, H/2, W/2)``.
@@ -167,6 +182,8 @@ class SweepNet(DepthModel):
         weights = torch.softmax(logits / self.log_temperature.exp(), dim=1)
         focus_dpt = (1.0 / focus_distance_m).view(batch, num_slices, 1, 1)
         inverse_depth = (weights * focus_dpt).sum(dim=1, keepdim=True)
+        if self.offset_head is not None:
+            inverse_depth = self.extrapolated(inverse_depth, features, focus_dpt, (height, width))
         outputs = {"depth_m": 1.0 / inverse_depth, "focus_weights": weights,
                    "confidence": vote_confidence(weights, focus_dpt)}
         if self.coc_head is not None:
@@ -174,6 +191,23 @@ class SweepNet(DepthModel):
                                 align_corners=False)
             outputs["coc_px"] = coc[..., :height, :width].reshape(batch, num_slices, 1, height, width)
         return outputs
+
+
+    def extrapolated(self, vote_dpt: torch.Tensor, features: torch.Tensor, focus_dpt: torch.Tensor,
+                     size: tuple[int, int]) -> torch.Tensor:
+        """The vote's inverse depth plus the offset head's bounded correction (module doc)."""
+        num_slices = focus_dpt.shape[1]
+        stacked = features.unflatten(0, (-1, num_slices))
+        pooled = torch.cat([stacked.mean(dim=1), stacked.amax(dim=1)], dim=1)
+        offset = F.interpolate(self.offset_head(pooled), scale_factor=2.0, mode="bilinear", align_corners=False)
+        offset = torch.tanh(offset[..., :size[0], :size[1]])
+        near_dpt, far_dpt = focus_dpt.amax(dim=1, keepdim=True), focus_dpt.amin(dim=1, keepdim=True)
+        inverse_depth = vote_dpt + EXTRAPOLATION_SWEEPS * (near_dpt - far_dpt) * offset
+        # Stay in front of infinity: a smooth floor at a fraction of the farthest focus
+        # (identity to float precision from twice the floor up, so the vote range is exact).
+        floor_dpt = FARTHEST_FRACTION * far_dpt
+        sharpness = 8.0
+        return floor_dpt + floor_dpt / sharpness * F.softplus(sharpness * (inverse_depth / floor_dpt - 1.0))
 
 
 def pad_to_multiple(frames: torch.Tensor, multiple: int) -> torch.Tensor:

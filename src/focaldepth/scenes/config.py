@@ -69,6 +69,10 @@ class FocusConfig:
     frames_per_ramp: int = 5  # near -> far ramp, evenly spaced in dioptres
     num_ramps: int = 5  # ramps of a dynamic sequence (seed protocol: 5 x 5)
     num_ramps_static: int = 1  # ramps of a static sequence (one focal stack)
+    # Each end of the sweep moves by u * (the scene's dioptric span), u uniform in this range:
+    # > 0 widens the sweep beyond the scene, < 0 leaves part of the scene outside the swept
+    # range (real sweeps rarely bracket a scene exactly). (0, 0): the sweep is the scene range.
+    end_shift: Range = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,9 @@ class AppearanceConfig:
     brightness: Range = (0.6, 1.2)  # global gain of the scene's radiance
     colour_cast: float = 0.15  # per-channel gain within 1 +- colour_cast (white balance)
     object_shading: Range = (0.7, 1.0)  # per-surface gain (baked lighting)
+    # Probability that a textured surface shows a photograph (scenes.photos) instead of a
+    # procedural texture. 0 keeps the generator's pre-photo output byte for byte.
+    photo_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,7 @@ def check_scene_config(cfg: SceneConfig, path: object | None = None) -> None:
     if f.frames_per_ramp < 2 or f.num_ramps < 1 or f.num_ramps_static < 1:
         _fail("focus", "need frames_per_ramp >= 2, num_ramps >= 1 and num_ramps_static >= 1, got "
               f"{f.frames_per_ramp}, {f.num_ramps}, {f.num_ramps_static}", path)
+    _check_range("focus.end_shift", f.end_shift, path, positive=False, low=-0.45, high=1.0)
 
     m = cfg.motion
     _check_fraction("motion.dynamic_fraction", m.dynamic_fraction, path)
@@ -213,6 +221,7 @@ def check_scene_config(cfg: SceneConfig, path: object | None = None) -> None:
     _check_range("appearance.object_shading", a.object_shading, path, high=1.0)
     if not 0.0 <= a.colour_cast < 1.0:
         _fail("appearance.colour_cast", f"must be in [0, 1), got {a.colour_cast}", path)
+    _check_fraction("appearance.photo_fraction", a.photo_fraction, path)
 
     n = cfg.noise
     _check_range("noise.shot", n.shot, path, positive=False, low=0.0, high=1.0)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from focaldepth.scenes.photos import PHOTO_TEXTURES
 from focaldepth.scenes.shapes import SHAPE_FAMILIES
 from focaldepth.scenes.textures import TEXTURE_FAMILIES
 
@@ -36,6 +37,7 @@ class Pools:
     split: str
     textures: tuple[str, ...]
     shapes: tuple[str, ...]
+    photos: tuple[str, ...] = ()  # photographic textures (scenes.photos), a separate pool
 
 
 def _split_family(members: list[str], rng: np.random.Generator) -> tuple[list[str], list[str]]:
@@ -61,7 +63,11 @@ def split_pools(split_seed: int = 0) -> dict[str, Pools]:
         train, test = _split_family(sorted(SHAPE_FAMILIES[family]), rng)
         shapes["train"] += train
         shapes["test"] += test
-    return {split: Pools(split, tuple(textures[split]), tuple(shapes[split])) for split in SPLITS}
+    # Photos: their own stream too, so the procedural split above is what it always was.
+    photos = dict(zip(("train", "test"), _split_family(sorted(PHOTO_TEXTURES), np.random.default_rng([split_seed, 2])),
+                      strict=True))
+    return {split: Pools(split, tuple(textures[split]), tuple(shapes[split]), tuple(photos[split]))
+            for split in SPLITS}
 
 
 @dataclass(frozen=True)

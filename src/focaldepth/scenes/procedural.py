@@ -105,9 +105,13 @@ class Scene:
 # --- sampling ------------------------------------------------------------------------------
 
 
-def _choose_texture(rng: np.random.Generator, pools: Pools, uniform_fraction: float) -> str:
+def _choose_texture(rng: np.random.Generator, pools: Pools, uniform_fraction: float,
+                    photo_fraction: float = 0.0) -> str:
     if rng.uniform() < uniform_fraction:
         return UNIFORM_TEXTURE
+    # Draw only when photos are on, so configs without them generate what they always did.
+    if photo_fraction > 0.0 and pools.photos and rng.uniform() < photo_fraction:
+        return str(pools.photos[int(rng.integers(len(pools.photos)))])
     return str(pools.textures[int(rng.integers(len(pools.textures)))])
 
 
@@ -165,7 +169,7 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynam
     bg_texel_m = centre_depth_m / focal_px * log_uniform(rng, (1.0, 2.5))
     bg_size_px = int(min(BACKGROUND_TEXTURE_MAX_PX, math.ceil(1.6 * max(height, width) * centre_depth_m
                                                               / focal_px / bg_texel_m)))
-    bg_texture_name = _choose_texture(rng, pools, cfg.background.uniform_fraction)
+    bg_texture_name = _choose_texture(rng, pools, cfg.background.uniform_fraction, appearance.photo_fraction)
     bg_gain = scene_gain * colour_cast * rng.uniform(*appearance.object_shading)
     surfaces = [Surface("background", bg_texture_name,
                         _surface_texture(rng, bg_texture_name, max(8, bg_size_px), bg_gain), bg_texel_m,
@@ -207,7 +211,7 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynam
         texel_m = depth_m / focal_px * log_uniform(rng, (1.0, 2.5))
         size_px = int(np.clip(math.ceil(2 * half_size_m / texel_m) + 2, 8, OBJECT_TEXTURE_MAX_PX))
         texel_m = max(texel_m, 2 * half_size_m / (size_px - 2))  # huge objects: coarser texels
-        texture_name = _choose_texture(rng, pools, cfg.objects.uniform_fraction)
+        texture_name = _choose_texture(rng, pools, cfg.objects.uniform_fraction, appearance.photo_fraction)
         gain = scene_gain * colour_cast * rng.uniform(*appearance.object_shading)
         surfaces.append(Surface(f"object_{index}", texture_name,
                                 _surface_texture(rng, texture_name, size_px, gain), texel_m,

@@ -35,7 +35,7 @@ import torch
 from focaldepth import optics
 from focaldepth.optics import Camera
 from focaldepth.scenes.camera import log_uniform
-from focaldepth.scenes.config import SceneConfig
+from focaldepth.scenes.config import MIN_FOCUS_FOCAL_LENGTHS, SceneConfig
 from focaldepth.scenes.pools import Pools
 from focaldepth.scenes.procedural import (
     Scene,
@@ -128,6 +128,24 @@ def coc_ground_truth(depth_m: np.ndarray, focus_distance_m: np.ndarray, camera: 
                          camera.focal_length_m, camera.f_number, camera.pixel_pitch_m).astype(np.float32)
 
 
+def sweep_range(rng: np.random.Generator, near_m: float, far_m: float, end_shift: tuple[float, float],
+                camera: Camera) -> tuple[float, float]:
+    """The focus sweep's near and far ends: the scene's range with each end moved outwards by
+    ``u * span`` dioptres, ``u ~ U(end_shift)`` (negative: inwards). The near end never comes
+    closer than the lens can focus (10 focal lengths) and the far end stays at a positive
+    dioptre (at most twice as far as the scene's far end). No draw when ``end_shift`` is (0, 0),
+    so configs without it generate exactly what they did."""
+    if end_shift[0] == 0.0 and end_shift[1] == 0.0:
+        return near_m, far_m
+    near_dpt, far_dpt = 1.0 / near_m, 1.0 / far_m
+    span_dpt = near_dpt - far_dpt
+    shift_near, shift_far = rng.uniform(*end_shift, size=2)
+    max_near_dpt = 1.0 / (MIN_FOCUS_FOCAL_LENGTHS * camera.focal_length_m)
+    sweep_near_dpt = min(near_dpt + shift_near * span_dpt, max_near_dpt)
+    sweep_far_dpt = max(far_dpt - shift_far * span_dpt, 0.5 * far_dpt)
+    return 1.0 / sweep_near_dpt, 1.0 / sweep_far_dpt
+
+
 def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> SequenceData:
     """Sequence ``index`` of the dataset with config ``cfg`` and seed ``seed`` (see module doc)."""
     scene_rng, noise_rng = seed_streams(seed, index)
@@ -135,8 +153,10 @@ def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> 
     focus = cfg.focus
     num_ramps = focus.num_ramps if dynamic else focus.num_ramps_static
     scene = sample_scene(scene_rng, cfg, pools, dynamic, focus.frames_per_ramp * num_ramps)
-    focus_distance_m = optics.repeated_ramps(scene.depth_range.near_m, scene.depth_range.far_m,
-                                             focus.frames_per_ramp, num_ramps).astype(np.float64)
+    sweep_near_m, sweep_far_m = sweep_range(scene_rng, scene.depth_range.near_m, scene.depth_range.far_m,
+                                            focus.end_shift, scene.camera)
+    focus_distance_m = optics.repeated_ramps(sweep_near_m, sweep_far_m, focus.frames_per_ramp,
+                                             num_ramps).astype(np.float64)
     num_frames = len(focus_distance_m)
 
     # A static scene looks the same in every frame: ray-cast it once.
@@ -180,4 +200,6 @@ def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> 
     params.update({"backend": cfg.render.backend, "noise_shot": round(shot, 8), "noise_read_std": round(read_std, 8),
                    "max_coc_px": round(float(coc.max()), 4),
                    "frames_per_ramp": focus.frames_per_ramp, "num_ramps": num_ramps})
+    if focus.end_shift != (0.0, 0.0):
+        params.update({"sweep_near_m": round(sweep_near_m, 6), "sweep_far_m": round(sweep_far_m, 6)})
     return SequenceData(frames, aif, depth_m, coc, flow, focus_distance_m, scene.camera, scene, params)

@@ -357,11 +357,14 @@ UNIFORM_TEXTURE = "uniform"
 
 
 def make_texture(name: str, rng: np.random.Generator, height_px: int, width_px: int) -> np.ndarray:
-    """Generate texture ``name`` (a generator name or ``"uniform"``) as ``(H, W, 3)`` float32."""
+    """Generate texture ``name`` (a generator, a ``photo_*`` texture or ``"uniform"``) as ``(H, W, 3)`` float32."""
+    from focaldepth.scenes.photos import PHOTO_TEXTURES
+
     if name == UNIFORM_TEXTURE:
         return uniform(rng, height_px, width_px)
-    if name not in TEXTURES:
-        raise KeyError(f"unknown texture generator {name!r}; known: {sorted(TEXTURES)}")
-    texture = TEXTURES[name](rng, height_px, width_px)
+    generators = {**TEXTURES, **PHOTO_TEXTURES}
+    if name not in generators:
+        raise KeyError(f"unknown texture generator {name!r}; known: {sorted(generators)}")
+    texture = generators[name](rng, height_px, width_px)
     assert texture.shape == (height_px, width_px, 3), (name, texture.shape)
     return np.ascontiguousarray(texture, dtype=np.float32)

@@ -73,6 +73,10 @@ class DataConfig:
     # focal stack can resolve: its focus distances' inverse-depth span widened by this fraction
     # on each side (0.25 = the zoo models' output range). None: every pixel with ground truth.
     valid_range_margin: float | None = 0.25
+    # Training batches with a random number of frames: each batch draws k in
+    # [min_frames, num_frames] and every item keeps its reference frame plus k - 1 others
+    # (models that take any number of slices learn not to depend on one). None: always num_frames.
+    min_frames: int | None = None
 
 
 @dataclass
@@ -145,6 +149,11 @@ class TrainConfig:
     name: str | None = None
     description: str = ""
     torch_threads: int | None = None  # torch.set_num_threads per process (None: torch default)
+    # Warm start: a model file (focaldepth.models.save / an exported checkpoints/*.pt) whose
+    # weights initialise a fresh run (ignored on --resume). Loading is strict except for the
+    # parameter-name prefixes listed in init_missing_ok (e.g. a head the old model lacks).
+    init_from: str | None = None
+    init_missing_ok: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data, in the same flat form as the YAML files."""
@@ -261,7 +270,8 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig,
     "trainer": TrainerConfig, "checkpoint": CheckpointConfig,
 }
-_TOP_LEVEL = {"model", "loss", "seed", "name", "description", "torch_threads", *_SECTIONS}
+_TOP_LEVEL = {"model", "loss", "seed", "name", "description", "torch_threads", "init_from", "init_missing_ok",
+              *_SECTIONS}
 
 
 def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> TrainConfig:
@@ -287,11 +297,14 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Trai
     if "loss" in raw:
         kwargs["loss"] = _check_loss_terms(raw["loss"], path)
     for key, kind in (("seed", int), ("name", (str, type(None))), ("description", str),
-                      ("torch_threads", (int, type(None)))):
+                      ("torch_threads", (int, type(None))), ("init_from", (str, type(None))),
+                      ("init_missing_ok", list)):
         if key in raw:
             if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
                 raise UserError(f"'{key}' has the wrong type: {raw[key]!r}", path)
             kwargs[key] = raw[key]
+    if not all(isinstance(prefix, str) for prefix in kwargs.get("init_missing_ok", [])):
+        raise UserError("'init_missing_ok' must be a list of parameter-name prefixes", path)
     config = TrainConfig(**kwargs)
     _check_values(config, path)
     return config
@@ -306,6 +319,8 @@ def _check_values(config: TrainConfig, path: str) -> None:
         (config.data.valid_range_margin is None or config.data.valid_range_margin >= 0,
          "data.valid_range_margin must be >= 0 (or null)"),
         (config.data.num_workers >= 0, "data.num_workers must be >= 0"),
+        (config.data.min_frames is None or 1 <= config.data.min_frames <= config.data.num_frames,
+         "data.min_frames must be in [1, data.num_frames] (or null)"),
         (config.data.crop_size is None or config.data.crop_size >= 8, "data.crop_size must be >= 8"),
         (config.optimizer.lr > 0, "optimizer.lr must be positive"),
         (config.trainer.max_steps >= 1, "trainer.max_steps must be >= 1"),

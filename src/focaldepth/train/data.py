@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, default_collate
 
 from focaldepth.errors import UserError
 
@@ -124,6 +125,32 @@ def build_dataset(dataset_class: Any, folders: str | Sequence[str], *, config_pa
     return dataset
 
 
+#: Item keys with one entry per frame (first dimension S), subsampled by RandomFrameCount.
+PER_FRAME_KEYS = ("frames", "focus_distance_m", "coc_px")
+
+
+class RandomFrameCount:
+    """Collate items into a batch of a random number of frames ``k`` in ``[min_frames, S]``:
+    every item keeps its reference (last) frame, whose ground truth it carries, and ``k - 1``
+    of its other frames chosen at random, in capture order. One ``k`` per batch, so the batch
+    stays one tensor. Items are a function of the loader's draw order and ``seed``."""
+
+    def __init__(self, min_frames: int, seed: int = 0) -> None:
+        self.min_frames = min_frames
+        self.rng = np.random.default_rng([seed, 7])
+
+    def __call__(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        num_frames = int(items[0]["frames"].shape[0])
+        count = int(self.rng.integers(min(self.min_frames, num_frames), num_frames + 1))
+        subsets = []
+        for item in items:
+            others = np.sort(self.rng.choice(num_frames - 1, size=count - 1, replace=False))
+            keep = torch.from_numpy(np.append(others, num_frames - 1))
+            subsets.append({key: (value[keep] if key in PER_FRAME_KEYS else value)
+                            for key, value in item.items()})
+        return default_collate(subsets)
+
+
 class FocusSweepDataModule(L.LightningDataModule):
     """Training set (random crops, fresh windows every epoch) and validation set (centre
     crops, fixed windows) of focal stacks. The constructor arguments are the ``data`` section
@@ -135,8 +162,8 @@ class FocusSweepDataModule(L.LightningDataModule):
                  crop_size: int | None = 256, random_crop: bool = True,
                  val_crop_size: int | None = 256, motion: str = "all", batch_size: int = 4,
                  num_workers: int = 0, dataset: str = "focaldepth.data:FocusSweepDataset",
-                 valid_range_margin: float | None = 0.25, seed: int = 0,
-                 config_path: str | None = None) -> None:
+                 valid_range_margin: float | None = 0.25, min_frames: int | None = None,
+                 seed: int = 0, config_path: str | None = None) -> None:
         super().__init__()
         self.train_folders, self.val_folders, self.val_fraction = train, val, val_fraction
         self.train_split, self.val_split = train_split, val_split
@@ -145,6 +172,7 @@ class FocusSweepDataModule(L.LightningDataModule):
         self.motion, self.batch_size, self.num_workers = motion, batch_size, num_workers
         self.dataset_spec, self.seed, self.config_path = dataset, seed, config_path
         self.valid_range_margin = valid_range_margin
+        self.min_frames = min_frames
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -187,11 +215,14 @@ class FocusSweepDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        collate = None
+        if shuffle and self.min_frames is not None and self.min_frames < self.num_frames:
+            collate = RandomFrameCount(self.min_frames, self.seed)
         # Workers are not persistent: each epoch's workers get the dataset after set_epoch.
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers,
                           drop_last=shuffle and len(dataset) >= self.batch_size,
-                          generator=generator)
+                          generator=generator, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"

@@ -195,6 +195,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Build (and so validate) model, loss and data before anything is written to the folder.
     module = DepthTrainingModule(config.to_dict(), config_path)
+    if config.init_from is not None and ckpt_path is None:
+        warm_start(module.model, config.init_from, config.init_missing_ok, config_path)
     data = FocusSweepDataModule(**asdict(config.data), seed=config.seed, config_path=config_path)
     data.setup("fit")
     if is_primary_process():
@@ -215,6 +217,29 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         atomic_write_text(run_dir / "summary.json", json.dumps(result.to_dict(), indent=2) + "\n")
         plot_loss_curves(run_dir)
     return result
+
+
+def warm_start(model: torch.nn.Module, model_file: str, missing_ok: list[str],
+               config_path: str | None = None) -> list[str]:
+    """Initialise ``model`` from the weights of a saved model file. Every tensor of the file
+    must fit; parameters the file lacks are allowed only under the ``missing_ok`` prefixes (so
+    nothing is dropped silently). Returns the names left at their fresh initialisation."""
+    from focaldepth.models.checkpoint import read_checkpoint
+
+    state = read_checkpoint(model_file)["state_dict"]
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state))
+    not_allowed = [name for name in missing if not any(name.startswith(p) for p in missing_ok)]
+    shapes = [name for name in state if name in own and state[name].shape != own[name].shape]
+    for problem, names in (("has tensors the model lacks", unexpected), ("lacks tensors", not_allowed),
+                           ("has tensors of other shapes", shapes)):
+        if names:
+            raise UserError(f"init_from {model_file}: the file {problem}: {', '.join(names[:5])}"
+                            + (" (list them in init_missing_ok)" if problem == "lacks tensors" else ""),
+                            config_path)
+    model.load_state_dict(state, strict=False)
+    return missing
 
 
 def _existing(path: Path) -> str | None:

@@ -1,0 +1,56 @@
+"""SweepNet specifics: the vote stays inside the sweep; the extrapolation head reaches beyond
+it, by a bounded amount, and starts as the identity (warm starts from vote-only weights)."""
+
+from __future__ import annotations
+
+import torch
+
+from focaldepth import models
+from focaldepth.models.sweepnet import EXTRAPOLATION_SWEEPS, FARTHEST_FRACTION
+
+
+def _depth(model, inputs) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(*inputs)["depth_m"]
+
+
+def test_the_vote_alone_stays_between_the_nearest_and_farthest_focus(make_inputs):
+    inputs = make_inputs(slices=5, near_m=0.5, far_m=3.0)
+    depth = _depth(models.create("sweepnet_test"), inputs)
+    assert depth.min() >= 0.5 - 1e-5 and depth.max() <= 3.0 + 1e-5
+
+
+def test_a_fresh_extrapolation_head_leaves_the_vote_unchanged(make_inputs):
+    inputs = make_inputs(slices=5)
+    extrapolating = models.create("sweepnet_x_test")
+    vote_only = models.create("sweepnet_test")
+    state = {k: v for k, v in extrapolating.state_dict().items() if not k.startswith("offset_head")}
+    vote_only.load_state_dict(state, strict=True)
+    assert torch.allclose(_depth(extrapolating, inputs), _depth(vote_only, inputs), rtol=1e-5)
+
+
+def test_the_extrapolation_head_reaches_beyond_the_sweep_by_a_bounded_amount(make_inputs):
+    near_m, far_m = 0.5, 2.0  # 2.0 .. 0.5 dpt: a sweep 1.5 dpt wide
+    inputs = make_inputs(slices=5, near_m=near_m, far_m=far_m)
+    model = models.create("sweepnet_x_test")
+    vote_dpt = 1 / _depth(model, inputs)  # fresh head: the vote
+    with torch.no_grad():
+        model.offset_head.bias.fill_(20.0)  # tanh -> +1: the largest step towards the camera
+    nearer_dpt = 1 / _depth(model, inputs)
+    assert torch.allclose(nearer_dpt - vote_dpt, torch.full_like(vote_dpt, EXTRAPOLATION_SWEEPS * 1.5), atol=1e-4)
+    with torch.no_grad():
+        model.offset_head.bias.fill_(-20.0)
+    farther_dpt = 1 / _depth(model, inputs)
+    assert torch.allclose(vote_dpt - farther_dpt, torch.full_like(vote_dpt, EXTRAPOLATION_SWEEPS * 1.5), atol=1e-4)
+
+
+def test_depth_never_passes_the_floor_behind_the_farthest_focus(make_inputs):
+    far_m = 10.0  # a sweep 1.9 dpt wide ending at 0.1 dpt: the offset alone could go negative
+    inputs = make_inputs(slices=5, near_m=0.5, far_m=far_m)
+    model = models.create("sweepnet_x_test")
+    with torch.no_grad():
+        model.offset_head.bias.fill_(-20.0)
+    depth = _depth(model, inputs)
+    assert torch.isfinite(depth).all() and (depth > 0).all()
+    assert depth.max() <= far_m / FARTHEST_FRACTION * (1 + 1e-4)
