@@ -4,6 +4,8 @@
 #   tools/run_experiments.sh            # everything (resumes whatever was already done)
 #   JOBS=1 tools/run_experiments.sh     # one training at a time (default 2: one per core)
 #   tools/run_experiments.sh poolnet_cpu ablation_loss_l1_cpu   # only these experiments
+#   JOBS=1 tools/run_experiments.sh poolnet_cpu_seed1 poolnet_cpu_seed2 sweepnet_cpu_seed1 \
+#     sweepnet_cpu_seed2                 # only the seed repeats (SEEDS below)
 #
 # Every step is resumable: generation skips finished sequences, `train --resume` continues
 # from runs/NAME/checkpoints/last.ckpt (a finished run only re-exports its summary), and an
@@ -18,11 +20,15 @@ JOBS=${JOBS:-2}
 FD="$PY -m focaldepth.cli"
 export OMP_NUM_THREADS=1  # the CPU configs train with torch_threads: 1; JOBS runs share the cores
 
-ARCHITECTURES="ddffnet_cpu lstm_ddff_cpu recurrent_ae_small_cpu recurrent_ae_small_large_cpu poolnet_cpu"
+ARCHITECTURES="ddffnet_cpu lstm_ddff_cpu recurrent_ae_small_cpu recurrent_ae_small_large_cpu poolnet_cpu
+  sweepnet_cpu"
 ABLATIONS="ablation_coc_decoder_cpu ablation_no_focus_channel_cpu ablation_frames2_cpu
   ablation_frames3_cpu ablation_frames5_cpu ablation_loss_l1_cpu ablation_loss_silog_cpu
   ablation_loss_gradient_cpu ablation_unmasked_cpu ablation_static_only_cpu"
-EXPERIMENTS=${*:-$ARCHITECTURES $ABLATIONS}
+# Seed repeats of PoolNet and SweepNet (seed 0 = poolnet_cpu / sweepnet_cpu): the
+# seed_repeats table reports mean ± std over seeds 0-2, so differences can be told from noise.
+SEEDS="poolnet_cpu_seed1 poolnet_cpu_seed2 sweepnet_cpu_seed1 sweepnet_cpu_seed2"
+EXPERIMENTS=${*:-$ARCHITECTURES $ABLATIONS $SEEDS}
 
 run() { echo "+ $*" >&2; "$@"; }
 
