@@ -20,12 +20,24 @@ our metric-depth RMSE / AbsRel / δ1; ``kind: ablation`` shows metric and normal
 (and temporal stability when the group has it). Paths in a spec are relative to the current
 directory (the project root), so the same spec works from the CLI and from tests with
 ``root=``. Missing results are shown as "not run" (or raise with ``strict=True``).
+
+Repeated runs (e.g. seeds) are one row whose ``results`` (and ``run``) is a *list* of files::
+
+          - {label: "PoolNet, 3 seeds", results: [results/poolnet_cpu/metrics.json,
+             results/poolnet_cpu_seed1/metrics.json, results/poolnet_cpu_seed2/metrics.json]}
+
+Each cell of such a row is the mean ± the sample standard deviation (ddof = 1) over the runs,
+so a reader can tell a difference between rows from seed noise, and the table notes n. Integer
+columns (steps) show the common value, or the min–max range when the runs differ. A missing
+file in a list is named in the notes and the row aggregates the runs that exist (``strict``
+raises instead). A single-file row is printed exactly as before.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +92,23 @@ RUN_COLUMNS = (Column("steps", "run", "global_step", "{:d}"),
                Column("train min", "run", "wall_time_min", "{:.1f}"))
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One metric over repeated runs (a list row): printed as mean ± sample std."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof = 1): the spread a new seed would show. None for a
+        single run, where it is undefined."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise UserError("file not found", path)
@@ -119,25 +148,90 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
             "wall_time_min": float(data["wall_time_s"]) / 60.0}
 
 
+def _results_sources(results: str, group: str, root: Path,
+                     spec_path: Path) -> dict[str, Mapping[str, Any]]:
+    """The value sources of one existing ``metrics.json`` (metric, normalised, temporal and the
+    evaluated checkpoint's step)."""
+    summary = json.loads((root / results).read_text())
+    metrics = _metrics_group(summary, group)
+    if metrics is None:
+        raise UserError(f"{results} has no '{group}' group (no such sequences in its test set)",
+                        spec_path)
+    sources: dict[str, Mapping[str, Any]] = {
+        "ours_m": metrics.get("metres", {}), "ours_norm": metrics.get("normalised", {}),
+        "ours_temporal": metrics.get("temporal", {})}
+    step = (summary.get("model") or {}).get("global_step")
+    if step is not None:  # the evaluated checkpoint's step (no wall time)
+        sources["run"] = {"global_step": step}
+    return sources
+
+
+def _spread_sources(per_run: Sequence[Mapping[str, Mapping[str, Any]]]
+                    ) -> dict[str, dict[str, Spread]]:
+    """Combine the sources of repeated runs key by key. A value missing (or not a number) in
+    any run is left out of the row rather than averaged over fewer runs than the note says."""
+    combined: dict[str, dict[str, Spread]] = {}
+    if not per_run:
+        return combined
+    for source in set.intersection(*(set(run) for run in per_run)):
+        keys = set.intersection(*(set(run[source]) for run in per_run))
+        values = {key: [run[source][key] for run in per_run] for key in keys}
+        combined[source] = {
+            key: Spread(tuple(float(v) for v in vals)) for key, vals in values.items()
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)}
+    return combined
+
+
+def _list_row_values(row: Mapping[str, Any], group: str, root: Path, spec_path: Path,
+                     strict: bool) -> tuple[dict[str, Mapping[str, Any]], list[str], int]:
+    """The value sources of a repeated-runs row (``results`` and/or ``run`` a list), its notes
+    and the number of runs aggregated."""
+    label, notes = row["label"], []
+    results = _as_list(row.get("results"))
+    present = [path for path in results if (root / path).is_file()]
+    missing = [path for path in results if path not in present]
+    if missing and strict:
+        raise UserError(f"row {label!r}: results file(s) {', '.join(missing)} do not exist "
+                        "(run the experiments first)", spec_path)
+    if missing:
+        notes.append(f"{label}: not run yet ({', '.join(missing)} missing); the row shows "
+                     f"{len(present)} of {len(results)} runs")
+    per_run = [_results_sources(path, row.get("group", group), root, spec_path)
+               for path in present]
+    sources: dict[str, Mapping[str, Any]] = dict(_spread_sources(per_run))
+    runs = [read_run(root / path) for path in _as_list(row.get("run"))]
+    # The training summaries also have the wall time; used only when every run has one, so the
+    # step and time cells cover the same runs (else: the evaluated checkpoints' steps).
+    if runs and all(run is not None for run in runs):
+        sources["run"] = _spread_sources([{"run": run} for run in runs])["run"]
+    return sources, notes, len(present)
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _is_list_row(row: Mapping[str, Any]) -> bool:
+    return isinstance(row.get("results"), list) or isinstance(row.get("run"), list)
+
+
 def _row_values(row: Mapping[str, Any], group: str, published: Mapping[str, Any], root: Path,
                 spec_path: Path, strict: bool) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
     """The value sources of one row and notes (missing files)."""
     notes: list[str] = []
     sources: dict[str, Mapping[str, Any]] = {}
-    if row.get("results"):
-        results_path = root / row["results"]
-        if results_path.is_file():
-            summary = json.loads(results_path.read_text())
-            metrics = _metrics_group(summary, row.get("group", group))
-            if metrics is None:
-                raise UserError(f"{row['results']} has no '{row.get('group', group)}' group "
-                                "(no such sequences in its test set)", spec_path)
-            sources["ours_m"] = metrics.get("metres", {})
-            sources["ours_norm"] = metrics.get("normalised", {})
-            sources["ours_temporal"] = metrics.get("temporal", {})
-            step = (summary.get("model") or {}).get("global_step")
-            if step is not None:  # the evaluated checkpoint's step (no wall time)
-                sources["run"] = {"global_step": step}
+    if _is_list_row(row):
+        sources, notes, runs = _list_row_values(row, group, root, spec_path, strict)
+        if runs > 1:
+            notes.append(f"{row['label']}: mean ± sample standard deviation (ddof = 1) over "
+                         f"n = {runs} runs")
+        elif runs == 1:
+            notes.append(f"{row['label']}: a single run (n = 1), no spread")
+    elif row.get("results"):
+        if (root / row["results"]).is_file():
+            sources = _results_sources(row["results"], row.get("group", group), root, spec_path)
         elif strict:
             raise UserError(f"results file {row['results']} does not exist (run the experiment "
                             "first)", spec_path)
@@ -148,15 +242,29 @@ def _row_values(row: Mapping[str, Any], group: str, published: Mapping[str, Any]
         if key not in published.get("rows", {}):
             raise UserError(f"row {row['label']!r}: no published row {key!r}", spec_path)
         sources["published"] = published["rows"][key]
-    if row.get("run"):  # the training run's summary also has its wall time
+    if row.get("run") and not _is_list_row(row):  # the run's summary also has its wall time
         run = read_run(root / row["run"])
         if run is not None:
             sources["run"] = run
     return sources, notes
 
 
+def _spread_cell(spread: Spread, column: Column) -> str:
+    """Mean ± sample std of repeated runs; integer columns (steps) show the common value or
+    the min–max range, since a fractional step count means nothing."""
+    if not all(math.isfinite(v) for v in spread.values):
+        return "–"
+    if column.fmt == "{:d}":
+        low, high = int(min(spread.values)), int(max(spread.values))
+        return format_value(low, column.fmt) if low == high else f"{low}–{high}"
+    mean = format_value(spread.mean, column.fmt)
+    return mean if spread.std is None else f"{mean} ± {format_value(spread.std, column.fmt)}"
+
+
 def _cell(sources: Mapping[str, Mapping[str, Any]], column: Column) -> str:
     value = sources.get(column.source, {}).get(column.key)
+    if isinstance(value, Spread):
+        return _spread_cell(value, column)
     if value is None:
         return "–"
     if isinstance(value, float) and not math.isfinite(value):
@@ -220,6 +328,14 @@ def _check_spec(spec: Any, path: Path) -> None:
             if bad:
                 raise UserError(f"table {table['name']!r}, row {row['label']!r}: unknown key "
                                 f"{min(bad)!r}", path)
+            for key in ("results", "run"):
+                value = row.get(key)
+                if value is None or isinstance(value, str):
+                    continue
+                if not (isinstance(value, list) and value
+                        and all(isinstance(v, str) for v in value)):
+                    raise UserError(f"table {table['name']!r}, row {row['label']!r}: '{key}' "
+                                    "must be a path or a non-empty list of paths", path)
 
 
 def build_tables(spec_path: str | Path, *, root: str | Path = ".", names: Sequence[str] = (),
