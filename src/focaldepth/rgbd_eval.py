@@ -253,8 +253,8 @@ def sweep_range_m(depth_m: np.ndarray, valid: np.ndarray, protocol: str) -> tupl
         near_m, far_m = np.percentile(values, COVER_PERCENTILES)
         near_dpt, far_dpt = 1.0 / near_m, 1.0 / far_m
         margin_dpt = WIDE_MARGIN * (near_dpt - far_dpt)
-        # Past 1/far - margin lies infinity for a deep scene (far > 5 near): stop at twice the
-        # farthest depth instead, as a real sweep has to.
+        # For a deep scene (far > 3x near) the margin would push the far end past twice the
+        # farthest depth (to infinity at 5x): stop at twice it, as a real sweep has to.
         near_m, far_m = 1.0 / (near_dpt + margin_dpt), 1.0 / max(far_dpt - margin_dpt, 0.5 * far_dpt)
     else:
         raise UserError(f"unknown sweep protocol {protocol!r} (choose {', '.join(PROTOCOLS)})")
@@ -390,8 +390,8 @@ def per_scene_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _nanmean(values: list[float]) -> float | None:
-    finite = [v for v in values if not math.isnan(v)]
+def _nanmean(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(finite)) if finite else None
 
 
@@ -415,6 +415,9 @@ def aggregate(rows: list[dict], methods: Sequence[str]) -> list[dict]:
                  "sweep_far_m_median": float(np.median([r["sweep_far_m"] for r in first.values()])),
                  "sweep_blur_px_median": float(np.median([r["sweep_blur_px"] for r in first.values()])),
                  "outside_frac_mean": _nanmean([r["outside_frac"] for r in first.values()]),
+                 # Scenes with enough pixels beyond the sweep for "absrel_outside" (the same
+                 # for every method: the sweeps are shared).
+                 "absrel_outside_scenes": sum(not math.isnan(r["absrel_outside"]) for r in first.values()),
                  "methods": {}}
         for method in methods:
             entry["methods"][method] = {c: _nanmean([r[c] for r in by_method[method].values()])
@@ -426,10 +429,23 @@ def aggregate(rows: list[dict], methods: Sequence[str]) -> list[dict]:
     return summary
 
 
+def outside_is_typical(entry: dict) -> bool:
+    """Whether at least half the scenes of a configuration have pixels beyond its sweep (the
+    "wide" sweep leaves almost none: its AbsRel outside rests on a few scenes)."""
+    return 2 * entry["absrel_outside_scenes"] >= entry["num_scenes"]
+
+
 def overall(summary: list[dict], methods: Sequence[str]) -> dict:
-    """Mean over all configurations (each weighs equally) of each method's scene means."""
-    return {m: {c: _nanmean([e["methods"][m][c] for e in summary if e["methods"][m][c] is not None])
-                for c in ("absrel", "rmse", "delta1", "absrel_outside")} for m in methods}
+    """Mean over all configurations (each weighs equally) of each method's scene means;
+    AbsRel outside over the configurations where it is typical (:func:`outside_is_typical`)."""
+    result = {}
+    for method in methods:
+        means = {c: _nanmean([e["methods"][method][c] for e in summary]) for c in ("absrel", "rmse", "delta1")}
+        means["absrel_outside"] = _nanmean([e["methods"][method]["absrel_outside"] for e in summary
+                                            if outside_is_typical(e)
+                                            and e["methods"][method]["absrel_outside"] is not None])
+        result[method] = means
+    return result
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -453,7 +469,9 @@ def dfd_markdown(summary: list[dict], methods: Sequence[str], settings: dict) ->
              f"layers, linear light), read noise {NOISE_STD:g}, 8-bit; predictions through "
              "StreamingPredictor at the image's own resolution (no alignment), scored after the last "
              "frame. Means over scenes. `outside`: fraction of scene pixels outside the swept focus "
-             "range; `AbsRel outside`: AbsRel on those pixels only (extrapolation beyond the sweep). "
+             "range; `AbsRel outside`: AbsRel on those pixels only (extrapolation beyond the sweep), "
+              f"over the scenes where they are at least {100 * MIN_OUTSIDE_FRACTION:g} % of the image "
+              "(the `all` row: over the configurations where that is at least half the scenes). "
              "Last column: scenes on which the first method's AbsRel is lower (paired: same sweeps)."),
              "",
              ("Presets: " + "; ".join(settings["presets"]) + ". Protocols: "
@@ -466,9 +484,12 @@ def dfd_markdown(summary: list[dict], methods: Sequence[str], settings: dict) ->
     for entry in summary:
         cells = [entry["preset"], entry["protocol"], str(entry["frames"]),
                  f"{entry['sweep_near_m_median']:.2f}–{entry['sweep_far_m_median']:.2f}",
-                 f"{entry['sweep_blur_px_median']:.1f}", f"{100 * (entry['outside_frac_mean'] or 0):.0f} %"]
-        for metric in ("absrel", "rmse", "delta1", "absrel_outside"):
+                 f"{entry['sweep_blur_px_median']:.1f}", _percent(entry["outside_frac_mean"] or 0.0)]
+        for metric in ("absrel", "rmse", "delta1"):
             cells += [_fmt(entry["methods"][m][metric]) for m in methods]
+        scenes_outside = entry["absrel_outside_scenes"]
+        count = f" ({scenes_outside}/{entry['num_scenes']} scenes)" if 0 < scenes_outside < entry["num_scenes"] else ""
+        cells += [_fmt(entry["methods"][m]["absrel_outside"]) + count for m in methods]
         cells += [f"{wins}/{entry['num_scenes']}" for wins in entry["wins_absrel"].values()]
         lines.append("| " + " | ".join(cells) + " |")
     total = overall(summary, methods)
@@ -484,6 +505,10 @@ def dfd_markdown(summary: list[dict], methods: Sequence[str], settings: dict) ->
         f"{method_label(m)} {_fmt(np.mean([e['methods'][m]['predict_s'] for e in summary]), 2)}"
         for m in methods) + f". Total run: {settings['seconds']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f} %" if fraction < 0.01 else f"{100 * fraction:.0f} %"
 
 
 def _json_safe(value):
