@@ -173,3 +173,23 @@ def test_relative_mode_sweep_order_sets_the_pseudo_focus_order(model_file):
             p.push(frame, None)
     near_first, far_first = predictor[False]._window_focus(), predictor[True]._window_focus()
     assert near_first[0] < near_first[-1] and far_first[0] > far_first[-1]
+
+
+def test_flow_aligner_leaves_still_pixels_untouched_and_moves_shifted_ones():
+    """Sub-pixel flow is treated as no motion (resampling would blur away focus cues), while a
+    real shift is undone."""
+    import cv2
+
+    from focaldepth.predict import FlowAligner
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.uniform(0, 255, (96, 128, 3))).astype(np.uint8), (0, 0), 1.5)
+    gray = cv2.cvtColor(texture, cv2.COLOR_RGB2GRAY)
+    aligner = FlowAligner()
+    assert np.array_equal(aligner.align(gray, gray, texture), texture)
+    shifted = np.roll(texture, 3, axis=1)  # content moved 3 px right
+    aligned = aligner.align(gray, cv2.cvtColor(shifted, cv2.COLOR_RGB2GRAY), shifted)
+    inner = (slice(16, -16), slice(16, -16))
+    before = np.abs(shifted[inner].astype(float) - texture[inner]).mean()
+    after = np.abs(aligned[inner].astype(float) - texture[inner]).mean()
+    assert after < 0.25 * before

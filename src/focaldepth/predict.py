@@ -79,6 +79,9 @@ def working_scale(camera: Camera, focus_distance_m: list[float | None], height: 
     return max(scale, 32.0 / min(height, width))  # never below 32 px on the short side
 
 
+STILL_FLOW_PX = 0.5  # flow below this is treated as no motion (see FlowAligner.align)
+
+
 class FlowAligner:
     """Warps earlier frames onto the current one with OpenCV's DIS optical flow."""
 
@@ -93,8 +96,18 @@ class FlowAligner:
         if self._grid is None or self._grid[0].shape != (height, width):  # built once per clip
             self._grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
         grid_x, grid_y = self._grid
-        return cv2.remap(other_rgb, grid_x + flow[..., 0], grid_y + flow[..., 1],
-                         interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Bicubic, not bilinear: bilinear resampling at sub-pixel offsets low-passes the frame,
+        # and a depth-from-focus model reads the loss of detail as defocus (it then leans to
+        # the current frame's focus; measured in results/default_aligned).
+        warped = cv2.remap(other_rgb, grid_x + flow[..., 0], grid_y + flow[..., 1],
+                           interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        # Where the flow is sub-pixel (static parts, or DIS reacting to a change of blur rather
+        # than to motion) resampling costs more focus cue than misalignment does: keep the
+        # original pixels there, fading to the warped ones between 0.5 and 1 px of motion.
+        motion_px = np.hypot(flow[..., 0], flow[..., 1])
+        weight = np.clip((motion_px - STILL_FLOW_PX) / STILL_FLOW_PX, 0.0, 1.0)[..., None]
+        blended = other_rgb.astype(np.float32) * (1.0 - weight) + warped.astype(np.float32) * weight
+        return np.clip(np.rint(blended), 0, 255).astype(other_rgb.dtype)
 
 
 class StreamingPredictor:
@@ -374,19 +387,21 @@ def video_panel(frame: np.ndarray, depth: np.ndarray, near_m: float, far_m: floa
         bar = _colorbar(near_m, far_m, frame.shape[0], "depth (m)")
     else:  # relative inverse depth in [0, 1]: map through pseudo metres 1..2 for colouring
         colour = viz.colorize_depth(1.0 / (0.5 + 0.5 * np.clip(depth, 0, 1)), 1.0, 2.0)
-        bar = _colorbar(1.0, 2.0, frame.shape[0], "relative (near top)")
+        bar = _colorbar(None, None, frame.shape[0], "relative depth")  # unitless: far ... near
     return viz.side_by_side([frame, colour, bar])
 
 
 _COLORBAR_CACHE: dict = {}
 
 
-def _colorbar(near_m: float, far_m: float, height: int, label: str) -> np.ndarray:
+def _colorbar(near_m: float | None, far_m: float | None, height: int, label: str) -> np.ndarray:
+    """The clip's colour bar; ``near_m`` None: relative depth (no metre ticks)."""
     from focaldepth import viz
 
     key = (near_m, far_m, height, label)
     if key not in _COLORBAR_CACHE:  # drawn once per clip, not per frame
-        _COLORBAR_CACHE[key] = viz.colorbar_image(near_m, far_m, height, label=label)
+        _COLORBAR_CACHE[key] = viz.relative_colorbar_image(height, label=label) if near_m is None \
+            else viz.colorbar_image(near_m, far_m, height, label=label)
     return _COLORBAR_CACHE[key]
 
 
