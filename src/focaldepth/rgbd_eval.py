@@ -99,10 +99,15 @@ def synthesise_sweep(rgb: np.ndarray, depth_m: np.ndarray, valid: np.ndarray, ca
     depth = torch.from_numpy(depth_m)[None, None].float()
     cam = torch.tensor([[camera.focal_length_m, camera.f_number, camera.pixel_pitch_m]])
     stack = render_focal_stack(image, depth, torch.tensor([focus_m]), cam, num_layers=32)[0]
+    return noisy_frames8(stack, seed), focus_m
+
+
+def noisy_frames8(stack: torch.Tensor, seed: int) -> np.ndarray:
+    """A rendered stack ``(S, 3, H, W)`` in [0, 1] as a camera stores it: Gaussian read noise
+    (``NOISE_STD``, seeded), clipped and quantised to ``(S, H, W, 3)`` uint8."""
     generator = torch.Generator().manual_seed(seed)
     stack = stack + NOISE_STD * torch.randn(stack.shape, generator=generator)
-    frames = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    return frames, focus_m
+    return (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def evaluate_preset(preset: Preset, method: str, num_frames: int = 5, width_px: int = 741) -> dict:
@@ -271,8 +276,8 @@ def outside_sweep(depth_m: np.ndarray, near_m: float, far_m: float) -> np.ndarra
 def render_sweeps(rgb: np.ndarray, depth_m: np.ndarray, camera: Camera, focus_lists_m: Sequence[list[float]],
                   seed: int) -> list[np.ndarray]:
     """Frames ``(S, H, W, 3)`` uint8 for each list of focus distances: one renderer call for
-    all lists (its cost is mostly per scene, not per slice), in linear light, then read noise
-    and 8-bit quantisation as in :func:`synthesise_sweep`."""
+    all lists (its cost is mostly per scene, not per slice), in linear light, then
+    :func:`noisy_frames8`."""
     from focaldepth.realcheck import render_defocus
 
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
@@ -280,9 +285,7 @@ def render_sweeps(rgb: np.ndarray, depth_m: np.ndarray, camera: Camera, focus_li
     focus_all = [f for focus in focus_lists_m for f in focus]
     stack = render_defocus(image, depth, focus_all, camera, f_number=camera.f_number,
                            num_layers=RENDER_LAYERS)
-    generator = torch.Generator().manual_seed(seed)
-    stack = stack + NOISE_STD * torch.randn(stack.shape, generator=generator)
-    frames = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    frames = noisy_frames8(stack, seed)
     splits = np.cumsum([len(focus) for focus in focus_lists_m])[:-1]
     return np.split(frames, splits)
 
