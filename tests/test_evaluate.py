@@ -352,10 +352,14 @@ def test_shipped_table_spec_matches_the_experiment_configs():
     spec = yaml.safe_load((root / "configs" / "tables.yaml").read_text())
     for table in spec["tables"]:
         for row in table["rows"]:
-            name = Path(row["results"]).parent.name
-            assert name == "classical" or (root / "configs" / "train" / f"{name}.yaml").is_file()
+            # results / run: one file, or a list of files (repeated runs, e.g. seeds)
+            results = row["results"] if isinstance(row["results"], list) else [row["results"]]
+            names = [Path(path).parent.name for path in results]
+            for name in names:
+                assert name == "classical" or (root / "configs" / "train" / f"{name}.yaml").is_file()
             if "run" in row:
-                assert Path(row["run"]).name == name
+                runs = row["run"] if isinstance(row["run"], list) else [row["run"]]
+                assert [Path(run).name for run in runs] == names
     text = build_tables(root / "configs" / "tables.yaml", root=root / "nonexistent")
     assert text.count("### ") == len(spec["tables"])
 

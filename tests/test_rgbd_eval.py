@@ -253,3 +253,14 @@ def test_tiny_run_on_one_downscaled_scene_writes_finite_metrics(tmp_path):
     assert len(summary["configs"]) == len(DFD_PRESETS) * len(PROTOCOLS)
     table = (out / "table.md").read_text()
     assert sum(line.startswith(("| dslr |", "| phone |")) for line in table.splitlines()) == 6
+
+
+def test_motorcycle_is_scored_on_measured_disparities_not_on_filled_holes():
+    from focaldepth.demo import motorcycle_rgbd
+    from focaldepth.rgbd_eval import motorcycle
+
+    _, _, filled = motorcycle_rgbd()
+    rgb, depth_m, valid = motorcycle(width_px=741)
+    assert rgb.shape[:2] == valid.shape == depth_m.shape
+    # Middlebury marks a few per cent of pixels unknown: those are filled and must not count.
+    assert np.array_equal(valid, ~filled) and 0.85 < valid.mean() < 0.99

@@ -438,3 +438,20 @@ def test_warm_start_loads_every_tensor_and_lists_what_the_file_lacks(tmp_path):
     # The other way round, the file has a tensor the model lacks: never dropped silently.
     with pytest.raises(UserError, match="has tensors the model lacks"):
         warm_start(models.create("sweepnet_test"), str(models.save(extrapolating, tmp_path / "x.pt")), [])
+
+
+def test_resume_accepts_a_saved_config_written_before_new_keys_existed(tiny_data, tmp_path):
+    """A run started by an older focaldepth has no init_from / min_frames in its config.yaml:
+    the missing keys take their defaults instead of counting as changes."""
+    from focaldepth.train.run import check_run_folder
+
+    config = config_from_dict(tiny_config(*tiny_data), tmp_path / "c.yaml")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    old = config.to_dict()
+    old.pop("init_from"), old.pop("init_missing_ok"), old["data"].pop("min_frames")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    assert check_run_folder(config, run_dir, resume=True, config_path=None) is None
+    changed = config_from_dict({**tiny_config(*tiny_data), "seed": 5}, tmp_path / "c.yaml")
+    with pytest.raises(UserError, match="seed"):
+        check_run_folder(changed, run_dir, resume=True, config_path=None)

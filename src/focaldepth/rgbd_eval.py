@@ -73,7 +73,8 @@ def motorcycle(width_px: int = 320) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
     from focaldepth.demo import motorcycle_rgbd
 
-    rgb, depth_m, valid = motorcycle_rgbd()
+    rgb, depth_m, filled = motorcycle_rgbd()
+    valid = ~filled  # score only measured disparities, never the in-painted holes
     height_px = round(rgb.shape[0] * width_px / rgb.shape[1])
     size = (width_px, height_px)
     rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)

@@ -179,9 +179,12 @@ class FocusSweepDataModule(L.LightningDataModule):
     def _dataset(self, folders: str | list[str], split: str | None, crop_size: int | None,
                  random_crop: bool) -> Dataset:
         dataset_class = import_object(self.dataset_spec, self.config_path)
+        # Validation windows are fixed (seed 0, like evaluate), so runs that differ only in
+        # their seed choose their best checkpoint on the same validation items.
         return build_dataset(dataset_class, folders, config_path=self.config_path,
                              num_frames=self.num_frames, crop_size=crop_size, split=split,
-                             sample=self.sample, random_crop=random_crop, seed=self.seed)
+                             sample=self.sample, random_crop=random_crop,
+                             seed=self.seed if random_crop else 0)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

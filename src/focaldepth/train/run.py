@@ -135,7 +135,8 @@ def check_run_folder(config: TrainConfig, run_dir: Path, resume: bool,
     if resume and saved_config.exists():
         import yaml
 
-        saved = yaml.safe_load(saved_config.read_text())
+        # Parsed, so keys added to the config format since the run started take their defaults.
+        saved = config_from_dict(yaml.safe_load(saved_config.read_text()), saved_config).to_dict()
         changed = [key for key in differences(saved, config.to_dict())
                    if key not in RESUMABLE_CHANGES]
         if changed:
