@@ -436,8 +436,13 @@ def test_warm_start_loads_every_tensor_and_lists_what_the_file_lacks(tmp_path):
     for name, tensor in vote_only.state_dict().items():
         assert torch.equal(extrapolating.state_dict()[name], tensor)
     # The other way round, the file has a tensor the model lacks: never dropped silently.
+    x_file = str(models.save(extrapolating, tmp_path / "x.pt"))
     with pytest.raises(UserError, match="has tensors the model lacks"):
-        warm_start(models.create("sweepnet_test"), str(models.save(extrapolating, tmp_path / "x.pt")), [])
+        warm_start(models.create("sweepnet_test"), x_file, [])
+    # ... unless the prefix is listed: dropping a head on purpose.
+    dropped = models.create("sweepnet_test")
+    assert warm_start(dropped, x_file, ["offset_head."]) == []
+    assert torch.equal(dropped.state_dict()["focus_head.weight"], extrapolating.state_dict()["focus_head.weight"])
 
 
 def test_resume_accepts_a_saved_config_written_before_new_keys_existed(tiny_data, tmp_path):

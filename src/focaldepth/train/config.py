@@ -151,7 +151,8 @@ class TrainConfig:
     torch_threads: int | None = None  # torch.set_num_threads per process (None: torch default)
     # Warm start: a model file (focaldepth.models.save / an exported checkpoints/*.pt) whose
     # weights initialise a fresh run (ignored on --resume). Loading is strict except for the
-    # parameter-name prefixes listed in init_missing_ok (e.g. a head the old model lacks).
+    # parameter-name prefixes listed in init_missing_ok: tensors under them may be missing from
+    # the file (a new head, freshly initialised) or from the model (a head dropped).
     init_from: str | None = None
     init_missing_ok: list[str] = field(default_factory=list)
 

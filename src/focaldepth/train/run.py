@@ -222,16 +222,20 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
 
 def warm_start(model: torch.nn.Module, model_file: str, missing_ok: list[str],
                config_path: str | None = None) -> list[str]:
-    """Initialise ``model`` from the weights of a saved model file. Every tensor of the file
-    must fit; parameters the file lacks are allowed only under the ``missing_ok`` prefixes (so
-    nothing is dropped silently). Returns the names left at their fresh initialisation."""
+    """Initialise ``model`` from the weights of a saved model file. Every tensor must fit;
+    tensors the file lacks (left at their fresh initialisation) or the model lacks (not used)
+    are allowed only under the ``missing_ok`` prefixes, so nothing is dropped silently.
+    Returns the names left at their fresh initialisation."""
     from focaldepth.models.checkpoint import read_checkpoint
 
     state = read_checkpoint(model_file)["state_dict"]
     own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
+    def allowed(name: str) -> bool:
+        return any(name.startswith(prefix) for prefix in missing_ok)
+
+    unexpected = sorted(name for name in set(state) - set(own) if not allowed(name))
     missing = sorted(set(own) - set(state))
-    not_allowed = [name for name in missing if not any(name.startswith(p) for p in missing_ok)]
+    not_allowed = [name for name in missing if not allowed(name)]
     shapes = [name for name in state if name in own and state[name].shape != own[name].shape]
     for problem, names in (("has tensors the model lacks", unexpected), ("lacks tensors", not_allowed),
                            ("has tensors of other shapes", shapes)):
@@ -239,7 +243,7 @@ def warm_start(model: torch.nn.Module, model_file: str, missing_ok: list[str],
             raise UserError(f"init_from {model_file}: the file {problem}: {', '.join(names[:5])}"
                             + (" (list them in init_missing_ok)" if problem == "lacks tensors" else ""),
                             config_path)
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict({name: tensor for name, tensor in state.items() if name in own}, strict=False)
     return missing
 
 
