@@ -427,3 +427,19 @@ def test_end_shift_config_is_checked():
     bad = dataclasses.replace(config.scene, focus=dataclasses.replace(config.scene.focus, end_shift=(-0.6, 0.1)))
     with pytest.raises(UserError, match="focus.end_shift"):
         bad.check("x.yaml")
+
+
+def test_texture_softness_lowers_gradient_energy_and_zero_changes_nothing():
+    from focaldepth.scenes.procedural import _surface_texture
+
+    gain = np.ones(3, np.float32)
+    crisp = _surface_texture(np.random.default_rng(1), "photo_gravel", 64, gain)
+    same = _surface_texture(np.random.default_rng(1), "photo_gravel", 64, gain, (0.0, 0.0))
+    soft = _surface_texture(np.random.default_rng(1), "photo_gravel", 64, gain, (1.5, 1.5))
+    assert np.array_equal(crisp, same)
+
+    def gradient_energy(image):
+        return float(np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean())
+
+    assert gradient_energy(soft) < 0.7 * gradient_energy(crisp)
+    assert abs(float(soft.mean()) - float(crisp.mean())) < 0.02  # blurred, not darkened

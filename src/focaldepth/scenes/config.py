@@ -92,6 +92,9 @@ class AppearanceConfig:
     # Probability that a textured surface shows a photograph (scenes.photos) instead of a
     # procedural texture. 0 keeps the generator's pre-photo output byte for byte.
     photo_fraction: float = 0.0
+    # Per-surface softening of the texture: Gaussian sigma in texels, uniform in this range
+    # (texels are 1-2.5 image pixels). (0, 0): crisp textures, the generator's older output.
+    texture_softness_px: Range = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ def check_scene_config(cfg: SceneConfig, path: object | None = None) -> None:
     if not 0.0 <= a.colour_cast < 1.0:
         _fail("appearance.colour_cast", f"must be in [0, 1), got {a.colour_cast}", path)
     _check_fraction("appearance.photo_fraction", a.photo_fraction, path)
+    _check_range("appearance.texture_softness_px", a.texture_softness_px, path, positive=False, low=0.0, high=8.0)
 
     n = cfg.noise
     _check_range("noise.shot", n.shot, path, positive=False, low=0.0, high=1.0)

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -115,8 +116,16 @@ def _choose_texture(rng: np.random.Generator, pools: Pools, uniform_fraction: fl
     return str(pools.textures[int(rng.integers(len(pools.textures)))])
 
 
-def _surface_texture(rng: np.random.Generator, name: str, size_px: int, gain: np.ndarray) -> np.ndarray:
+def _surface_texture(rng: np.random.Generator, name: str, size_px: int, gain: np.ndarray,
+                     softness_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     texture = make_texture(name, rng, size_px, size_px)
+    # Real surfaces are not all crisp (soft print, fabric, the capture's own blur): a texture
+    # softened by a Gaussian of sigma ~ U(softness_px) texels, so that "not very sharp in any
+    # frame" does not mean "out of focus". No draw when off (older configs unchanged).
+    if softness_px[1] > 0.0:
+        sigma = float(rng.uniform(*softness_px))
+        if sigma > 0.05:
+            texture = cv2.GaussianBlur(texture, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
     return np.clip(texture * gain[None, None, :], 0.0, 1.0).astype(np.float32)
 
 
@@ -172,7 +181,8 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynam
     bg_texture_name = _choose_texture(rng, pools, cfg.background.uniform_fraction, appearance.photo_fraction)
     bg_gain = scene_gain * colour_cast * rng.uniform(*appearance.object_shading)
     surfaces = [Surface("background", bg_texture_name,
-                        _surface_texture(rng, bg_texture_name, max(8, bg_size_px), bg_gain), bg_texel_m,
+                        _surface_texture(rng, bg_texture_name, max(8, bg_size_px), bg_gain,
+                                         appearance.texture_softness_px), bg_texel_m,
                         RigidMotion.still(np.array([0.0, 0.0, centre_depth_m]), rotation))]
 
     count = int(rng.integers(cfg.objects.count[0], cfg.objects.count[1] + 1))
@@ -214,7 +224,7 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig, pools: Pools, dynam
         texture_name = _choose_texture(rng, pools, cfg.objects.uniform_fraction, appearance.photo_fraction)
         gain = scene_gain * colour_cast * rng.uniform(*appearance.object_shading)
         surfaces.append(Surface(f"object_{index}", texture_name,
-                                _surface_texture(rng, texture_name, size_px, gain), texel_m,
+                                _surface_texture(rng, texture_name, size_px, gain, appearance.texture_softness_px), texel_m,
                                 RigidMotion(centre, rotation, velocity, axis, angular_speed),
                                 shape, half_size_m))
 
