@@ -428,7 +428,7 @@ def test_warm_start_loads_every_tensor_and_lists_what_the_file_lacks(tmp_path):
 
     vote_only = models.create("sweepnet_test")
     path = models.save(vote_only, tmp_path / "vote_only.pt")
-    extrapolating = models.create("sweepnet_x_test")
+    extrapolating = models.create("sweepnet_test", extrapolate=True)
     with pytest.raises(UserError, match="lacks tensors: offset_head"):
         warm_start(extrapolating, str(path), [])
     fresh = warm_start(extrapolating, str(path), ["offset_head."])

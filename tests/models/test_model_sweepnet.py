@@ -23,7 +23,7 @@ def test_the_vote_alone_stays_between_the_nearest_and_farthest_focus(make_inputs
 
 def test_a_fresh_extrapolation_head_leaves_the_vote_unchanged(make_inputs):
     inputs = make_inputs(slices=5)
-    extrapolating = models.create("sweepnet_x_test")
+    extrapolating = models.create("sweepnet_test", extrapolate=True)
     vote_only = models.create("sweepnet_test")
     state = {k: v for k, v in extrapolating.state_dict().items() if not k.startswith("offset_head")}
     vote_only.load_state_dict(state, strict=True)
@@ -33,7 +33,7 @@ def test_a_fresh_extrapolation_head_leaves_the_vote_unchanged(make_inputs):
 def test_the_extrapolation_head_reaches_beyond_the_sweep_by_a_bounded_amount(make_inputs):
     near_m, far_m = 0.5, 2.0  # 2.0 .. 0.5 dpt: a sweep 1.5 dpt wide
     inputs = make_inputs(slices=5, near_m=near_m, far_m=far_m)
-    model = models.create("sweepnet_x_test")
+    model = models.create("sweepnet_test", extrapolate=True)
     vote_dpt = 1 / _depth(model, inputs)  # fresh head: the vote
     with torch.no_grad():
         model.offset_head.bias.fill_(20.0)  # tanh -> +1: the largest step towards the camera
@@ -48,7 +48,7 @@ def test_the_extrapolation_head_reaches_beyond_the_sweep_by_a_bounded_amount(mak
 def test_depth_never_passes_the_floor_behind_the_farthest_focus(make_inputs):
     far_m = 10.0  # a sweep 1.9 dpt wide ending at 0.1 dpt: the offset alone could go negative
     inputs = make_inputs(slices=5, near_m=0.5, far_m=far_m)
-    model = models.create("sweepnet_x_test")
+    model = models.create("sweepnet_test", extrapolate=True)
     with torch.no_grad():
         model.offset_head.bias.fill_(-20.0)
     depth = _depth(model, inputs)

@@ -116,7 +116,6 @@ class UpBlock(nn.Module):
 
 
 @register_model("sweepnet_test", widths=(4, 6, 8, 8))
-@register_model("sweepnet_x_test", widths=(4, 6, 8, 8), extrapolate=True)
 @register_model("sweepnet")
 class SweepNet(DepthModel):
     """Camera-aware focus-volume network; see the module docstring.
