@@ -1,0 +1,73 @@
+"""Shared by tools/compare_on_validation.py and tools/ablate_extrapolation.py: the inputs of
+quick model comparisons and how they are scored.
+
+* :func:`dfd_sweeps` -- DFD indoor scenes (``../shared``) seen by the real DSLR (35 mm f/2.8),
+  with cover / inner / wide 5-frame sweeps synthesised as in :mod:`focaldepth.rgbd_eval`,
+  downsampled 2x (about the working resolution of ``focaldepth predict``);
+* :func:`dataset_stacks` -- every ``step``-th item of a generated folder (one focus ramp);
+* :func:`score` / :func:`report` -- mean AbsRel, RMSE and δ<1.25 per method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from focaldepth import rgbd_eval
+from focaldepth.data import FocusSweepDataset
+from focaldepth.metrics import depth_metrics
+from focaldepth.optics import Camera, dioptric_ramp
+
+Stack = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # frames, focus, camera, depth, valid
+PROTOCOLS = ("cover", "inner", "wide")
+
+
+def dfd_sweeps(every: int, offset: int = 0, num_frames: int = 5) -> Iterator[Stack]:
+    """Scenes ``pairs[offset::every]`` of DFD indoor, each with every sweep protocol."""
+    for pair in rgbd_eval.select_pairs(rgbd_eval.dfd_data_root(), 1)[offset::every]:
+        scene = rgbd_eval.load_dfd_scene(pair)
+        camera = Camera(35.0, 2.8, 23.6, scene.rgb.shape[1])
+        for protocol in PROTOCOLS:
+            near_m, far_m = rgbd_eval.sweep_range_m(scene.depth_m, scene.valid, protocol)
+            focus_m = [float(f) for f in dioptric_ramp(near_m, far_m, num_frames)]
+            frames8 = rgbd_eval.render_sweeps(scene.rgb, scene.depth_m, camera, [focus_m], seed=0)[0]
+            frames = torch.from_numpy(frames8).permute(0, 3, 1, 2).float() / 255
+            frames = F.interpolate(frames, scale_factor=0.5, mode="area")[None]
+            camera_t = torch.tensor([[camera.focal_length_m, camera.f_number, camera.pixel_pitch_m * 2]])
+            yield (frames, torch.tensor([focus_m]), camera_t, torch.from_numpy(scene.depth_m)[None, None],
+                   torch.from_numpy(scene.valid)[None, None])
+
+
+def dataset_stacks(root: str, num_frames: int, step: int) -> Iterator[Stack]:
+    dataset = FocusSweepDataset(root, num_frames=num_frames, sample="ramp", random_crop=False)
+    for index in range(0, len(dataset), step):
+        item = dataset[index]
+        yield (item["frames"][None], item["focus_distance_m"][None], item["camera"][None], item["depth_m"][None],
+               item["valid"][None])
+
+
+def stacks(spec: str) -> Iterator[Stack]:
+    """``dfd:EVERY:OFFSET`` or ``FOLDER:FRAMES[:STEP]`` (STEP default 3)."""
+    parts = spec.split(":")
+    if parts[0] == "dfd":
+        return dfd_sweeps(int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
+    return dataset_stacks(parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else 3)
+
+
+def score(results: dict[str, list], name: str, depth_m: torch.Tensor, stack: Stack) -> None:
+    """Append AbsRel, RMSE, δ<1.25 of ``depth_m`` (upsampled to the ground truth) to ``results[name]``."""
+    gt, valid = stack[3], stack[4]
+    if depth_m.shape[-2:] != gt.shape[-2:]:
+        depth_m = F.interpolate(depth_m, size=gt.shape[-2:], mode="bilinear")
+    metrics = depth_metrics(depth_m, gt, valid)
+    results.setdefault(name, []).append([float(metrics[k]) for k in ("absrel", "rmse", "delta1")])
+
+
+def report(title: str, results: dict[str, list]) -> None:
+    print(title, flush=True)
+    for name, rows in results.items():
+        mean = np.mean(rows, axis=0)
+        print(f"  {name[-30:]:30s} AbsRel {mean[0]:.3f} RMSE {mean[1]:.3f} d1 {mean[2]:.3f}", flush=True)
