@@ -17,10 +17,15 @@ METRE_VALUE = re.compile(r"\d\s*(m|metre|meter)s?\b", re.IGNORECASE)
 
 def test_metric_ticks_are_round_metres_at_their_inverse_depth_place():
     ticks = viz.colorbar_ticks(1.0, 2.0)
-    assert [t.label for t in ticks] == ["1", "1.2", "1.4", "1.6", "1.8", "2"]
+    assert [t.label for t in ticks] == ["2", "1.7", "1.4", "1.2", "1.1", "1"]
     for tick in ticks:  # colours are linear in inverse depth: 1/d from 1/far (0) to 1/near (1)
         depth_m = float(tick.label)
         assert tick.position == pytest.approx((1 / depth_m - 0.5) / (1.0 - 0.5))
+    # Spread along the bar, not crowded at the far end; labels stay on the bar.
+    ticks = viz.colorbar_ticks(0.2634, 4.03)
+    positions = [t.position for t in ticks]
+    assert len(ticks) >= 5 and min(np.diff(sorted(positions))) >= 0.08
+    assert all(0.2634 <= float(t.label) <= 4.03 for t in ticks) and positions[-1] > 0.9 and positions[0] < 0.1
     with pytest.raises(ValueError):
         viz.colorbar_ticks(2.0, 1.0)
 

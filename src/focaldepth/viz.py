@@ -82,15 +82,31 @@ def colorize_depth(
     return rgb
 
 
-def _nice_ticks_m(near_m: float, far_m: float, max_ticks: int = 6) -> list[float]:
-    """Round metre values within [near, far] for colour-bar labels."""
-    span = far_m - near_m
-    for step in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
-        if span / step <= max_ticks:
-            break
-    first = math.ceil(near_m / step - 1e-9) * step
-    ticks = [first + i * step for i in range(int((far_m - first) / step + 1e-9) + 1)]
-    return [t for t in ticks if near_m - 1e-9 <= t <= far_m + 1e-9] or [near_m, far_m]
+def _round_significant(value: float, low: float, high: float, digits: int = 2) -> float:
+    """``value`` to ``digits`` significant figures, rounded towards the inside of [low, high]
+    when plain rounding would leave it (the bar's end labels must lie on the bar)."""
+    scale = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    rounded = round(value / scale) * scale
+    if rounded < low:
+        rounded = math.ceil(value / scale - 1e-9) * scale
+    if rounded > high:
+        rounded = math.floor(value / scale + 1e-9) * scale
+    return float(f"{min(max(rounded, low), high):.{digits + 1}g}")
+
+
+def _nice_ticks_m(near_m: float, far_m: float, max_ticks: int = 6, min_gap: float = 0.08) -> list[float]:
+    """Metre values for colour-bar labels, spread evenly along the bar. The colours are linear in
+    inverse depth, so evenly spaced round metre values would crowd at the far end (1, 2, 3, 4 m
+    squeezed into the bottom fifth); instead the ticks sit at evenly spaced inverse depths,
+    rounded to two significant figures, dropping any closer than ``min_gap`` of the bar."""
+    near_dpt, far_dpt = 1.0 / near_m, 1.0 / far_m
+    ticks: list[float] = []
+    for k in range(max_ticks):
+        value = _round_significant(1.0 / (far_dpt + k / (max_ticks - 1) * (near_dpt - far_dpt)), near_m, far_m)
+        position = (1.0 / value - far_dpt) / (near_dpt - far_dpt)
+        if all(abs(position - (1.0 / t - far_dpt) / (near_dpt - far_dpt)) >= min_gap for t in ticks):
+            ticks.append(value)
+    return ticks
 
 
 @dataclass(frozen=True)
