@@ -446,6 +446,16 @@ META_ERRORS = [
         '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": 1}',
         "focus_distance_m must be a list",
     ),
+    (
+        '{"focal_length_mm": 50, "f_number": 2, "aperture_diameter_mm": 25, "sensor_width_mm": 6,'
+        ' "focus_distance_m": [1, 2]}',
+        "not both",
+    ),
+    (
+        '{"focal_length_mm": 50, "aperture_diameter_mm": [25, 0], "sensor_width_mm": 6,'
+        ' "focus_distance_m": [1, 2]}',
+        "aperture_diameter_mm[1]",
+    ),
 ]
 
 
@@ -616,3 +626,14 @@ def test_a_killed_writer_leaves_no_complete_looking_output(tmp_path):
     assert not (tmp_path / "seq").exists()
     assert len(leftovers) == 1 and ".tmp-" in leftovers[0].name
     assert not (leftovers[0] / "meta.json").exists()  # meta.json is written last
+
+
+def test_aperture_diameter_gives_the_f_number(tmp_path):
+    """A = f / N: a 50 mm lens with a 25 mm aperture is f/2, per frame for a list."""
+    path = tmp_path / "meta.json"
+    path.write_text('{"focal_length_mm": 50, "aperture_diameter_mm": [25, 12.5], "sensor_width_mm": 6,'
+                    ' "focus_distance_m": [1, 2]}')
+    meta = read_meta(path)
+    assert meta.f_number == [2.0, 4.0] and "aperture_diameter_mm" not in meta.extra
+    assert meta.camera(600, frame_index=1).f_number == 4.0
+    assert meta.to_json_dict()["f_number"] == [2.0, 4.0]

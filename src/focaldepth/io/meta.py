@@ -3,7 +3,9 @@
 Keys (all lengths are one entry per frame)::
 
     focal_length_mm          number > 0                                  required
-    f_number                 number > 0, or a per-frame list of them     required
+    f_number                 number > 0, or a per-frame list of them     required, or:
+    aperture_diameter_mm     number > 0, or a per-frame list (A = f/N;   instead of f_number
+                             written back as f_number)
     sensor_width_mm          number > 0: the width imaged by the STORED  required
                              image (its pixel width comes from the frames)
     focus_distance_m         list of metres, null = unknown              one of these two
@@ -146,6 +148,7 @@ def validate_meta(raw: Any, where: object = None, *, require_focus: bool = True)
             f"expected a JSON object with camera and focus keys, got {type(raw).__name__}",
             where_path,
         )
+    raw = _with_f_number(raw, where_path)
     missing = [key for key in ("focal_length_mm", "f_number", "sensor_width_mm") if key not in raw]
     if require_focus and "focus_distance_m" not in raw and "focus_distance_diopters" not in raw:
         missing.append("focus_distance_m (or focus_distance_diopters)")
@@ -193,6 +196,29 @@ def validate_meta(raw: Any, where: object = None, *, require_focus: bool = True)
         listed = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise UserError(f"per-frame lists differ in length: {listed}", where_path)
     return meta
+
+
+def _with_f_number(raw: dict[str, Any], where: Path | None) -> dict[str, Any]:
+    """``raw`` with ``aperture_diameter_mm`` (if given instead of ``f_number``) converted to
+    ``f_number = focal_length_mm / aperture_diameter_mm``, per frame for a list."""
+    if "aperture_diameter_mm" not in raw:
+        return raw
+    if "f_number" in raw:
+        raise UserError("give f_number or aperture_diameter_mm, not both", where)
+    if "focal_length_mm" not in raw:
+        return raw  # reported as missing by the caller
+    focal_length_mm = _positive_number(raw["focal_length_mm"], "focal_length_mm", where)
+    diameters = raw["aperture_diameter_mm"]
+    if isinstance(diameters, list):
+        if not diameters:
+            raise UserError("aperture_diameter_mm is an empty list", where)
+        f_number: Any = [focal_length_mm / _positive_number(v, f"aperture_diameter_mm[{i}]", where)
+                         for i, v in enumerate(diameters)]
+    else:
+        f_number = focal_length_mm / _positive_number(diameters, "aperture_diameter_mm", where)
+    converted = {key: value for key, value in raw.items() if key != "aperture_diameter_mm"}
+    converted["f_number"] = f_number
+    return converted
 
 
 def _is_number(value: Any) -> bool:
