@@ -79,15 +79,6 @@ def moving_set(frames_in_sequence: int = 5) -> ListDataset:
     return ListDataset(items)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads (and lose a lot on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_cli(*args: str) -> int:
     """Run the focaldepth CLI in-process and return its exit status."""
     from focaldepth.cli import main

@@ -33,15 +33,6 @@ from focaldepth.realcheck import (
 DFD_ROOT = Path(__file__).parents[1].parent / "shared" / "data" / "dfd_indoor_train"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: these tests run on one thread, and restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def astronaut_srgb(width_px: int) -> torch.Tensor:
     """A real textured image (scikit-image's astronaut, no download), (1, 3, H, W) in [0, 1]."""
     rgb = cv2.resize(skdata.astronaut(), (width_px, round(width_px * 2 / 3)),

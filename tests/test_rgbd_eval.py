@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data as skdata
 
@@ -43,15 +42,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DFD_ROOT = SHARED / "data" / "dfd_indoor_train"
 needs_dfd = pytest.mark.skipif(not (DFD_ROOT / "pairs.csv").is_file(),
                                reason=f"DFD indoor data not found at {DFD_ROOT} (../shared is absent)")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: these tests run on one thread, and restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def stamp(path: Path) -> datetime:

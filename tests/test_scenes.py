@@ -32,16 +32,6 @@ from focaldepth.scenes.textures import TEXTURE_FAMILIES, TEXTURES, UNIFORM_TEXTU
 TINY = Path(__file__).resolve().parents[1] / "configs" / "data" / "tiny.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Generation runs on one thread per worker (as `focaldepth generate` does); on a busy
-    2-core machine two threads per process are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- pools -------------------------------------------------------------------------------------
 
 

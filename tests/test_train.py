@@ -41,16 +41,6 @@ def tiny_dataset_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads
-    waiting for each other make them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture()
 def tiny_data(tiny_dataset_dir):
     """(train folder, val folder) for a tiny run; the same folder serves both."""

@@ -13,16 +13,6 @@ from focaldepth.optics import Camera
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread; with several engineers sharing 2 cores,
-    multi-threaded kernels on these sizes are 10-100x slower. Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_inputs(
     batch: int = 2,
     slices: int = 4,
