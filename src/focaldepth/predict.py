@@ -250,6 +250,10 @@ def load_model(name_or_path: str = DEFAULT_WEIGHTS, device: str = "cpu") -> Dept
         from focaldepth.classical import ClassicalDFF
 
         return ClassicalDFF().to(device)
+    if name_or_path == "defocus_volume":
+        from focaldepth.defocus_volume import DefocusVolume
+
+        return DefocusVolume().to(device)
     shipped = shipped_weights_path(name_or_path)
     path = Path(str(shipped)) if shipped.is_file() else Path(name_or_path)
     if not path.is_file():
