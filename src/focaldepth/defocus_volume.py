@@ -216,8 +216,10 @@ def linear_noise_var(grey_srgb: Tensor, sigma_srgb: Tensor) -> Tensor:
 
 def sharpness_composite(frames: Tensor, stds_px: Tensor) -> Tensor:
     """All-in-focus image ``(B, C, H, W)``: per pixel a soft choice of the frames the estimated
-    depth predicts sharpest (``stds_px`` ``(B, S, H, W)``), weights ``exp(-(s - s_min)^2)``."""
-    excess = stds_px - stds_px.amin(dim=1, keepdim=True)
+    depth predicts sharpest (``stds_px`` ``(B, S, H, W)``), weights ``exp(-((s - s_min) / 0.5 px)^2)``
+    (a half-pixel more blur costs a factor e: frames about
+    as sharp as the best are averaged, which also averages their noise)."""
+    excess = (stds_px - stds_px.amin(dim=1, keepdim=True)) / 0.5
     weights = torch.softmax(-(excess**2), dim=1)
     return (weights[:, :, None] * frames).sum(dim=1)
 
