@@ -103,13 +103,13 @@ RELATIVE_BLUR_EPS = 0.05
 
 def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tensor, window: int,
                psf: str = "disk", noise_var_i: Tensor | None = None, noise_var_j: Tensor | None = None) -> Tensor:
-    """``(K, H, W)`` windowed relative-blur residual energy of frames ``i`` and ``j`` (``(H, W)``
+    """``(K, H, W)`` per-pixel relative-blur residual energy of frames ``i`` and ``j`` (``(H, W)``
     linear luminance) for K hypotheses with predicted CoC diameters ``coc_i_px``, ``coc_j_px``
     ``(K,)``.
 
     Per hypothesis the predicted-sharper frame is blurred by the relative blur (the ratio of
-    the two transfer functions, Wiener-regularised); the residual's local mean is removed
-    (exposure or vignetting differences between frames are not blur).
+    the two transfer functions, Wiener-regularised). ``window`` is unused here (aggregation
+    happens once over the sum of pairs, :func:`cost_volume`).
 
     With per-pixel noise variances ``noise_var_*`` ``(H, W)`` the energy that noise alone
     leaves is subtracted: ``var_target + gain * var_source`` with ``gain`` the relative blur's
@@ -131,31 +131,53 @@ def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tenso
     source = torch.where(i_sharper[:, None, None], spectra[0], spectra[1])
     blurred = torch.fft.irfft2(source * relative, s=(fft_h, fft_w))[:, pad:pad + height, pad:pad + width]
     target = torch.where(i_sharper[:, None, None], grey_j, grey_i)
-    residual = (blurred - target)[:, None]
-    energy = (window_mean(residual**2, window) - window_mean(residual, window) ** 2)[:, 0]
+    energy = (blurred - target) ** 2
     if noise_var_i is None or noise_var_j is None:
         return energy
     gain = (relative**2).mean(dim=(-2, -1))[:, None, None]  # (K, 1, 1)
     var_source = torch.where(i_sharper[:, None, None], noise_var_i, noise_var_j)
     var_target = torch.where(i_sharper[:, None, None], noise_var_j, noise_var_i)
-    return energy - (var_target + gain * var_source) * (1.0 - 1.0 / window**2)
+    return energy - (var_target + gain * var_source)
 
 
-def cost_volume(grey_linear: Tensor, focus_distance_m: Tensor, camera: Tensor, hypothesis_dpt: Tensor,
-                window: int = 7, psf: str = "disk", noise_var: Tensor | None = None) -> Tensor:
-    """``(B, K, H, W)`` matching cost of every hypothesis: the sum over pairs of frames adjacent
-    in focus of :func:`pair_costs`. ``grey_linear`` is ``(B, S, H, W)``."""
+def box_mean(volume: Tensor, window: int) -> Tensor:
+    """Separable ``window`` x ``window`` mean of ``(N, H, W)`` with edge replication (two 1-D
+    passes: 2w instead of w^2 operations per pixel)."""
+    radius = window // 2
+    x = F.pad(volume[:, None], (radius, radius, radius, radius), mode="replicate")
+    x = F.avg_pool2d(x, (1, window), stride=1)
+    return F.avg_pool2d(x, (window, 1), stride=1)[:, 0]
+
+
+def cost_volume(linear: Tensor, focus_distance_m: Tensor, camera: Tensor, hypothesis_dpt: Tensor,
+                window: int = 7, psf: str = "disk", noise_var: Tensor | None = None, pair_gap: int = 1,
+                guide: Tensor | None = None, guide_eps: float = 1e-3) -> Tensor:
+    """``(B, K, H, W)`` matching cost of every hypothesis: the sum over channels and over pairs
+    of frames up to ``pair_gap`` apart in focus order of :func:`pair_costs`, aggregated over a
+    ``window`` x ``window`` neighbourhood: a box mean, or with ``guide`` ``(B, 1, H, W)`` a
+    guided filter of every cost slice (edge-aware aggregation, as cost-volume filtering in
+    stereo: the window does not mix the two sides of a depth edge).
+
+    ``linear`` is ``(B, S, C, H, W)`` linear intensities (``noise_var`` alike); each frame is
+    first scaled to the stack's mean brightness (exposure changes along a sweep are not blur)."""
+    linear = linear * (linear.mean(dim=(1, 2, 3, 4), keepdim=True)
+                       / linear.mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-6))
     cocs = coc_px_at(hypothesis_dpt, focus_distance_m, camera)  # (B, S, K)
     order = (1.0 / focus_distance_m).argsort(dim=1)
     volumes = []
-    for b in range(grey_linear.shape[0]):
+    for b in range(linear.shape[0]):
         idx = order[b].tolist()
-        total = torch.zeros(hypothesis_dpt.shape[1], *grey_linear.shape[-2:], dtype=grey_linear.dtype,
-                            device=grey_linear.device)
-        for i, j in zip(idx[:-1], idx[1:]):
-            total = total + pair_costs(grey_linear[b, i], grey_linear[b, j], cocs[b, i], cocs[b, j], window, psf,
-                                       *((noise_var[b, i], noise_var[b, j]) if noise_var is not None else ()))
-        volumes.append(total)
+        pairs = [(idx[a], idx[a + gap]) for gap in range(1, pair_gap + 1) for a in range(len(idx) - gap)]
+        total = torch.zeros(hypothesis_dpt.shape[1], *linear.shape[-2:], dtype=linear.dtype, device=linear.device)
+        for i, j in pairs:
+            for c in range(linear.shape[2]):
+                noise = (noise_var[b, i, c], noise_var[b, j, c]) if noise_var is not None else ()
+                total = total + pair_costs(linear[b, i, c], linear[b, j, c], cocs[b, i], cocs[b, j], window, psf,
+                                           *noise)
+        if guide is None:
+            volumes.append(box_mean(total, window))
+        else:
+            volumes.append(kornia.filters.guided_blur(guide[b:b + 1], total[None], window, guide_eps)[0])
     return torch.stack(volumes)
 
 
@@ -227,7 +249,8 @@ def sharpness_composite(frames: Tensor, stds_px: Tensor) -> Tensor:
 def defocus_volume_depth(frames: Tensor, focus_distance_m: Tensor, camera: Tensor, *,
                          num_hypotheses: int = 48, window: int = 7, smooth: bool = True,
                          smooth_window: int = 15, smooth_eps: float = 1e-3, psf: str = "disk",
-                         denoise: bool = True) -> dict[str, Tensor]:
+                         denoise: bool = True, colour: bool = False, pair_gap: int = 1,
+                         guided_aggregation: bool = False) -> dict[str, Tensor]:
     """Depth from defocus over hypotheses beyond the sweep (module docstring).
 
     Args:
@@ -249,13 +272,25 @@ def defocus_volume_depth(frames: Tensor, focus_distance_m: Tensor, camera: Tenso
         camera = camera.to(frames.dtype)
         linear = kornia.color.rgb_to_linear_rgb(frames.flatten(0, 1).clamp(0, 1)) if frames.shape[2] == 3 \
             else frames.flatten(0, 1)
-        grey = to_grey(linear.unflatten(0, frames.shape[:2]))[:, :, 0]  # (B, S, H, W)
+        linear = linear.unflatten(0, frames.shape[:2])
+        grey = to_grey(linear)[:, :, 0]  # (B, S, H, W)
         grey_srgb = to_grey(frames.clamp(0, 1))[:, :, 0]
-        noise_var = linear_noise_var(grey_srgb, noise_std_srgb(grey_srgb)) if denoise else None
+        sigma_srgb = noise_std_srgb(grey_srgb)
+        if colour:
+            srgb = frames.clamp(0, 1).flatten(1, 2)  # (B, S*C, H, W): every channel its own noise
+            noise_var = linear_noise_var(srgb, noise_std_srgb(srgb)).view(frames.shape) if denoise else None
+            matched = linear
+        else:
+            noise_var = linear_noise_var(grey_srgb, sigma_srgb)[:, :, None] if denoise else None
+            matched = grey[:, :, None]
         hypotheses = hypotheses_dpt(focus_distance_m, num_hypotheses)
-        cost = cost_volume(grey, focus_distance_m, camera, hypotheses, window, psf, noise_var)
+        guide = grey_srgb[:, -1:] if guided_aggregation else None
+        cost = cost_volume(matched, focus_distance_m, camera, hypotheses, window, psf, noise_var, pair_gap, guide)
         inverse_depth, _ = refine_minimum(cost, hypotheses)
-        confidence = cost_confidence(cost, noise_floor(grey, window))
+        num_frames = frames.shape[1]
+        num_pairs = sum(max(num_frames - gap, 0) for gap in range(1, pair_gap + 1))
+        scale = num_pairs * matched.shape[2] / max(num_frames - 1, 1)
+        confidence = cost_confidence(cost, scale * noise_floor(grey, window))
         stds = blur_std_px(coc_px_at(inverse_depth.flatten(1), focus_distance_m, camera))  # (B, S, H*W)
         aif = sharpness_composite(frames, stds.view(*frames.shape[:2], *frames.shape[-2:]))
         if smooth:
@@ -274,13 +309,14 @@ class DefocusVolume(DepthModel):
         paper="relative-blur plane sweep (Subbarao 1988 relative blur; plane sweep over depth as in "
               "DDFS, Fujimura et al., IJCV 2024); focaldepth implementation")
 
-    def __init__(self, num_hypotheses: int = 48, window: int = 7, smooth: bool = True):
+    def __init__(self, num_hypotheses: int = 48, window: int = 7, smooth: bool = True, **options):
         super().__init__()
         self.num_hypotheses, self.window, self.smooth = num_hypotheses, window, smooth
+        self.options = options  # further keywords of defocus_volume_depth (colour, pair_gap, ...)
 
     def forward(self, frames: Tensor, focus_distance_m: Tensor, camera: Tensor) -> dict[str, Tensor]:
         outputs = defocus_volume_depth(frames, focus_distance_m, camera, num_hypotheses=self.num_hypotheses,
-                                       window=self.window, smooth=self.smooth)
+                                       window=self.window, smooth=self.smooth, **self.options)
         return {k: outputs[k] for k in ("depth_m", "confidence", "all_in_focus")}
 
     def extra_repr(self) -> str:

@@ -1,0 +1,104 @@
+"""SweepNet + physics: the learned focus vote fused with the relative-blur plane sweep.
+
+Why a fusion, and why this one:
+
+* SweepNet's vote is robust where the physics is weak (little blur per frame, low-contrast
+  texture: it has learned what surfaces look like), but it is a convex combination of the
+  focus distances, so it cannot answer beyond either end of the sweep; and on real textures
+  it trails the classical baseline.
+* The plane sweep (:mod:`focaldepth.defocus_volume`) scores depth hypotheses on both sides of
+  the swept range with the thin-lens blur model, and is accurate wherever there is texture.
+
+Per pixel, both give an inverse depth and a confidence. The fused inverse depth is their
+confidence-weighted mean, ``(w_n h_net + w_p h_phys) / (w_n + w_p)`` with ``w_n = c_net`` and
+``w_p = physics_weight * c_phys ** physics_power``, except that where the physics puts the
+pixel *beyond* an end of the sweep and the vote sits at that end (it has nothing else to
+say), the vote's weight fades to zero: there the physics alone answers. Then the same
+confidence-weighted edge-aware smoothing as the classical baseline, guided by the
+all-in-focus image. The fusion's three numbers were chosen on validation data only
+(``tools/tune_hybrid.py``); the SweepNet weights are the shipped v3's, unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
+from focaldepth.models.registry import register_model
+from focaldepth.models.sweepnet import SweepNet
+
+
+def end_of_sweep_weight(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
+    """``(B, 1, H, W)`` in [0, 1]: how much the vote is still to be trusted, 0 where the physics
+    says "beyond this end" and the vote is within one sweep step of that end."""
+    near = focus_dpt.amax(dim=1)[:, None, None, None]
+    far = focus_dpt.amin(dim=1)[:, None, None, None]
+    step = (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
+    at_far = ((far + step - vote_dpt) / step).clamp(0, 1)
+    at_near = ((vote_dpt - (near - step)) / step).clamp(0, 1)
+    beyond_far = physics_dpt < far
+    beyond_near = physics_dpt > near
+    return 1.0 - torch.where(beyond_far, at_far, torch.where(beyond_near, at_near, torch.zeros_like(at_far)))
+
+
+def fuse(vote_dpt: Tensor, vote_confidence: Tensor, physics_dpt: Tensor, physics_confidence: Tensor,
+         focus_dpt: Tensor, *, physics_weight: float, physics_power: float) -> tuple[Tensor, Tensor]:
+    """Fused inverse depth and confidence (module docstring); all maps ``(B, 1, H, W)``."""
+    w_net = vote_confidence.clamp_min(1e-3) * end_of_sweep_weight(vote_dpt, physics_dpt, focus_dpt)
+    w_phys = physics_weight * physics_confidence.clamp_min(0) ** physics_power
+    total = (w_net + w_phys).clamp_min(1e-6)
+    fused = (w_net * vote_dpt + w_phys * physics_dpt) / total
+    confidence = ((w_net * vote_confidence + w_phys * physics_confidence) / total).clamp(0, 1)
+    return fused, confidence
+
+
+@register_model("sweepnet_physics_test", widths=(4, 6, 8, 8), num_hypotheses=12)
+@register_model("sweepnet_physics")
+class SweepNetPhysics(DepthModel):
+    """SweepNet's focus vote fused with the physics plane sweep (answers beyond the sweep).
+
+    Args:
+        widths: SweepNet channel widths (the shipped v3: the default).
+        num_hypotheses: planes of the physics sweep over inverse depth.
+        physics_weight, physics_power: the physics' weight ``physics_weight * c ** physics_power``.
+        smooth: confidence-weighted edge-aware smoothing of the fused inverse depth.
+    """
+
+    info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
+                     paper="focaldepth SweepNet vote + relative-blur plane sweep (this project)")
+
+    def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), num_hypotheses: int = 48,
+                 physics_weight: float = 2.0, physics_power: float = 1.0, smooth: bool = True,
+                 window: int = 7):
+        super().__init__()
+        self.net = SweepNet(widths=widths)
+        self.num_hypotheses, self.window = num_hypotheses, window
+        self.physics_weight, self.physics_power, self.smooth = physics_weight, physics_power, smooth
+
+    def forward(self, frames: Tensor, focus_distance_m: Tensor, camera: Tensor) -> dict[str, Tensor]:
+        from focaldepth.defocus_volume import defocus_volume_depth  # imports classical -> models
+
+        check_inputs(frames, focus_distance_m, camera)
+        vote = self.net(frames, focus_distance_m, camera)
+        physics = defocus_volume_depth(frames, focus_distance_m, camera, num_hypotheses=self.num_hypotheses,
+                                       window=self.window, smooth=False)
+        return self.combine(frames, focus_distance_m, camera, vote, physics)
+
+    def combine(self, frames, focus_distance_m, camera, vote: dict, physics: dict) -> dict[str, Tensor]:
+        """The fusion given both parts' outputs (``tools/tune_hybrid.py`` caches them)."""
+        from focaldepth.classical import edge_aware_smooth
+        from focaldepth.defocus_volume import blur_std_px, coc_px_at, sharpness_composite
+
+        focus_dpt = 1.0 / focus_distance_m.to(frames.dtype)
+        fused, confidence = fuse(1.0 / vote["depth_m"], vote["confidence"], 1.0 / physics["depth_m"],
+                                 physics["confidence"], focus_dpt, physics_weight=self.physics_weight,
+                                 physics_power=self.physics_power)
+        hypotheses = physics["hypotheses_dpt"]
+        stds = blur_std_px(coc_px_at(fused.flatten(1), focus_distance_m.to(frames.dtype), camera.to(frames.dtype)))
+        aif = sharpness_composite(frames, stds.view(*frames.shape[:2], *frames.shape[-2:]))
+        if self.smooth:
+            fused = edge_aware_smooth(fused, aif, confidence)
+        fused = torch.minimum(torch.maximum(fused, hypotheses[:, :1, None, None]), hypotheses[:, -1:, None, None])
+        return {"depth_m": 1.0 / fused, "confidence": confidence, "all_in_focus": aif,
+                "focus_weights": vote["focus_weights"]}

@@ -1,0 +1,78 @@
+"""Choose the fusion numbers of ``sweepnet_physics`` on validation data only.
+
+SweepNet's vote (the shipped v3 weights) and the physics plane sweep run once per validation
+stack; every fusion setting of a small grid is then scored on the cached outputs (AbsRel, δ1,
+AbsRel inside the swept range and beyond it, up to twice the farthest focus).
+
+  OMP_NUM_THREADS=1 python tools/tune_hybrid.py dfd:6:3 data/cpu_val_v2:10:2 > results/default_selection/v4_fusion.txt
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, "tools")
+from validation_sets import stacks  # noqa: E402
+
+from focaldepth.defocus_volume import defocus_volume_depth  # noqa: E402
+from focaldepth.metrics import absrel, depth_metrics  # noqa: E402
+from focaldepth.models.hybrid import SweepNetPhysics  # noqa: E402
+from focaldepth.predict import load_model  # noqa: E402
+
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+POWERS = (0.5, 1.0, 2.0)
+
+
+def scores(pred, stack) -> list[float]:
+    frames, focus, camera, gt, valid = stack
+    if pred.shape[-2:] != gt.shape[-2:]:
+        pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear")
+    near, far = float(focus.min()), float(focus.max())
+    inside = (gt >= near) & (gt <= far)
+    outside = ((gt < near) | (gt > far)) & (gt <= 2 * far)
+    m = depth_metrics(pred, gt, valid)
+    ins = float(absrel(pred, gt, valid & inside)[0]) if (valid & inside).any() else np.nan
+    out = float(absrel(pred, gt, valid & outside)[0]) if (valid & outside).sum() > 0.01 * valid.sum() else np.nan
+    return [float(m["absrel"]), float(m["delta1"]), ins, out]
+
+
+def main(specs: list[str]) -> None:
+    torch.set_num_threads(1)
+    net = load_model("sweepnet_default").eval()
+    classical = load_model("classical")
+    for spec in specs:
+        cached = []
+        rows: dict = {}
+        for stack in stacks(spec):
+            frames, focus, camera = stack[:3]
+            with torch.no_grad():
+                vote = net(frames, focus, camera)
+                physics = defocus_volume_depth(frames, focus, camera, smooth=False)
+                physics_smooth = defocus_volume_depth(frames, focus, camera)
+                rows.setdefault("classical", []).append(scores(classical(frames, focus, camera)["depth_m"], stack))
+            rows.setdefault("sweepnet v3 (vote)", []).append(scores(vote["depth_m"], stack))
+            rows.setdefault("physics alone", []).append(scores(physics_smooth["depth_m"], stack))
+            cached.append((stack, vote, physics))
+        for weight, power, smooth in itertools.product(WEIGHTS, POWERS, (True, False)):
+            if weight == 0.0 and power != 1.0:
+                continue
+            model = SweepNetPhysics(physics_weight=weight, physics_power=power, smooth=smooth)
+            name = f"fused w={weight:g} p={power:g}{' smooth' if smooth else ''}"
+            for stack, vote, physics in cached:
+                with torch.no_grad():
+                    rows.setdefault(name, []).append(scores(model.combine(*stack[:3], vote, physics)["depth_m"], stack))
+        print(f"{spec} ({len(cached)} stacks)")
+        for name, r in rows.items():
+            r = np.array(r)
+            with np.errstate(all="ignore"):
+                print(f"  {name:32s} AbsRel {r[:, 0].mean():.3f} d1 {r[:, 1].mean():.3f} "
+                      f"inside {np.nanmean(r[:, 2]):.3f} beyond {np.nanmean(r[:, 3]):.3f} "
+                      f"(n {np.isfinite(r[:, 3]).sum()})", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
