@@ -23,7 +23,7 @@ from focaldepth.metrics import absrel, depth_metrics  # noqa: E402
 from focaldepth.models.hybrid import SweepNetPhysics  # noqa: E402
 from focaldepth.predict import load_model  # noqa: E402
 
-WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 POWERS = (0.5, 1.0, 2.0)
 
 
@@ -57,7 +57,7 @@ def main(specs: list[str]) -> None:
             rows.setdefault("sweepnet v3 (vote)", []).append(scores(vote["depth_m"], stack))
             rows.setdefault("physics alone", []).append(scores(physics_smooth["depth_m"], stack))
             cached.append((stack, vote, physics))
-        for weight, power, smooth in itertools.product(WEIGHTS, POWERS, (True, False)):
+        for weight, power, smooth in itertools.product(WEIGHTS, POWERS, (True,)):
             if weight == 0.0 and power != 1.0:
                 continue
             model = SweepNetPhysics(physics_weight=weight, physics_power=power, smooth=smooth)

@@ -108,8 +108,9 @@ def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tenso
     ``(K,)``.
 
     Per hypothesis the predicted-sharper frame is blurred by the relative blur (the ratio of
-    the two transfer functions, Wiener-regularised). ``window`` is unused here (aggregation
-    happens once over the sum of pairs, :func:`cost_volume`).
+    the two transfer functions, Wiener-regularised) and the residual high-passed at the
+    ``window``'s scale (aggregation over the window happens once over the sum of pairs, in
+    :func:`cost_volume`).
 
     With per-pixel noise variances ``noise_var_*`` ``(H, W)`` the energy that noise alone
     leaves is subtracted: ``var_target + gain * var_source`` with ``gain`` the relative blur's
@@ -128,16 +129,23 @@ def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tenso
     sharp_otf = psf_transfer(sharp_coc, frequency, psf)
     relative = psf_transfer(blurry_coc, frequency, psf) * sharp_otf / (sharp_otf**2 + RELATIVE_BLUR_EPS)
     relative = relative * (1.0 + RELATIVE_BLUR_EPS)  # unit gain at frequency 0
+    # Local-mean removal of the residual as a high-pass on both frames (it commutes with the
+    # blur, so it is one multiplication in the Fourier domain): brightness that varies slowly
+    # across the image and between frames (vignetting, exposure, motion of large smooth
+    # regions) is not a blur cue. A Gaussian of the box window's second moment (w^2 / 12).
+    highpass = 1.0 - torch.exp(-2.0 * math.pi**2 * (window**2 / 12.0) * frequency**2)
     source = torch.where(i_sharper[:, None, None], spectra[0], spectra[1])
-    blurred = torch.fft.irfft2(source * relative, s=(fft_h, fft_w))[:, pad:pad + height, pad:pad + width]
-    target = torch.where(i_sharper[:, None, None], grey_j, grey_i)
-    energy = (blurred - target) ** 2
+    target_spectrum = torch.where(i_sharper[:, None, None], spectra[1], spectra[0])
+    residual = torch.fft.irfft2((source * relative - target_spectrum) * highpass, s=(fft_h, fft_w))
+    energy = residual[:, pad:pad + height, pad:pad + width] ** 2
     if noise_var_i is None or noise_var_j is None:
         return energy
-    gain = (relative**2).mean(dim=(-2, -1))[:, None, None]  # (K, 1, 1)
+    # Noise gains of the two filtered frames: mean squared transfer over the (half) spectrum.
+    gain = ((relative * highpass) ** 2).mean(dim=(-2, -1))[:, None, None]  # (K, 1, 1)
+    target_gain = (highpass**2).mean()
     var_source = torch.where(i_sharper[:, None, None], noise_var_i, noise_var_j)
     var_target = torch.where(i_sharper[:, None, None], noise_var_j, noise_var_i)
-    return energy - (var_target + gain * var_source)
+    return energy - (target_gain * var_target + gain * var_source)
 
 
 def box_mean(volume: Tensor, window: int) -> Tensor:
@@ -247,7 +255,7 @@ def sharpness_composite(frames: Tensor, stds_px: Tensor) -> Tensor:
 
 
 def defocus_volume_depth(frames: Tensor, focus_distance_m: Tensor, camera: Tensor, *,
-                         num_hypotheses: int = 48, window: int = 7, smooth: bool = True,
+                         num_hypotheses: int = 32, window: int = 7, smooth: bool = True,
                          smooth_window: int = 15, smooth_eps: float = 1e-3, psf: str = "disk",
                          denoise: bool = True, colour: bool = False, pair_gap: int = 1,
                          guided_aggregation: bool = False) -> dict[str, Tensor]:
@@ -309,7 +317,7 @@ class DefocusVolume(DepthModel):
         paper="relative-blur plane sweep (Subbarao 1988 relative blur; plane sweep over depth as in "
               "DDFS, Fujimura et al., IJCV 2024); focaldepth implementation")
 
-    def __init__(self, num_hypotheses: int = 48, window: int = 7, smooth: bool = True, **options):
+    def __init__(self, num_hypotheses: int = 32, window: int = 7, smooth: bool = True, **options):
         super().__init__()
         self.num_hypotheses, self.window, self.smooth = num_hypotheses, window, smooth
         self.options = options  # further keywords of defocus_volume_depth (colour, pair_gap, ...)
