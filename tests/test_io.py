@@ -30,6 +30,7 @@ from focaldepth.io import (
     natural_key,
     read_depth,
     read_meta,
+    validate_meta,
     write_depth,
     write_sequence,
     write_sequence_video,
@@ -178,8 +179,8 @@ def test_diopters_and_explicit_meta_path(tmp_path):
     )
     seq = load_sequence(folder, meta)
     assert seq.focus_distance_m == [0.5, None]
-    with pytest.raises(UserError, match="missing metadata"):
-        load_sequence(folder)
+    with pytest.raises(UserError, match="missing metadata"):  # an explicit path must exist
+        load_sequence(folder, tmp_path / "nowhere.json")
 
 
 def test_lazy_folder_streams_the_same_frames(tmp_path):
@@ -388,8 +389,17 @@ def test_bad_depth_files(tmp_path, name, content, fragment):
 META_ERRORS = [
     ("{not json", "malformed JSON at line 1 column 2"),
     (
-        '{"f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1]}',
-        "missing key(s): focal_length_mm",
+        '{"focal_length_mm": -4, "f_number": 2, "sensor_width_mm": 6, "focus_distance_m": [1]}',
+        "focal_length_mm must be positive",
+    ),
+    (
+        '{"focal_length_mm": null, "f_number": "f/2", "sensor_width_mm": 6, "focus_distance_m": [1]}',
+        "f_number must be a number",
+    ),
+    (
+        '{"focal_length_mm": null, "aperture_diameter_mm": -1, "sensor_width_mm": 6,'
+        ' "focus_distance_m": [1]}',
+        "aperture_diameter_mm must be positive",
     ),
     (
         '{"focal_length_mm": 50, "f_number": 2, "sensor_width_mm": 6}',
@@ -541,10 +551,8 @@ def test_folder_errors(tmp_path):
         excinfo, folder / "meta.json", "focus_distance_m has 2 entries", "has 3 frames"
     )
 
-    (folder / "meta.json").unlink()
-    with pytest.raises(UserError) as excinfo:
-        load_sequence(folder)
-    assert_user_error(excinfo, folder / "meta.json", "missing metadata")
+    (folder / "meta.json").unlink()  # a bare folder of photos loads, relative only
+    assert not load_sequence(folder).camera_known
 
     for path, fragment in (
         (tmp_path / "clip.gif", "unsupported sequence type .gif"),
@@ -637,3 +645,49 @@ def test_aperture_diameter_gives_the_f_number(tmp_path):
     assert meta.f_number == [2.0, 4.0] and "aperture_diameter_mm" not in meta.extra
     assert meta.camera(600, frame_index=1).f_number == 4.0
     assert meta.to_json_dict()["f_number"] == [2.0, 4.0]
+
+
+# --- unknown camera (phone stacks) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("unknown", [
+    {"focal_length_mm": None},
+    {"f_number": None},
+    {"sensor_width_mm": ...},  # missing
+    {"focal_length_mm": ..., "f_number": ..., "sensor_width_mm": ...},
+    {"focal_length_mm": None, "f_number": ..., "aperture_diameter_mm": 2.0},
+])
+def test_unknown_camera_loads_with_a_stand_in_camera(tmp_path, unknown):
+    from focaldepth.io.meta import RELATIVE_SWEEP_BLUR_FRACTION
+
+    meta = read_meta(write_meta(tmp_path / "m.json", **unknown))
+    assert not meta.camera_known
+    camera = meta.camera(640)
+    # the stand-in blurs a 1-dioptre sweep by a fixed fraction of the image width
+    assert camera.coc_px_per_dpt == pytest.approx(RELATIVE_SWEEP_BLUR_FRACTION * 640)
+    assert meta.focus_distance_m == [1.0, 2.0]
+    written = json.loads(json.dumps(meta.to_json_dict()))  # unknown is written back as null
+    assert None in (written["focal_length_mm"], written["f_number"], written["sensor_width_mm"])
+    assert not validate_meta(written).camera_known
+
+
+def test_known_camera_is_still_known(tmp_path):
+    meta = read_meta(write_meta(tmp_path / "m.json"))
+    assert meta.camera_known and meta.camera(100).focal_length_mm == 50
+
+
+def test_folder_without_meta_is_a_relative_stack_with_a_warning(tmp_path):
+    folder = frame_folder(tmp_path, 3)
+    (folder / "meta.json").unlink()
+    for lazy in (False, True):
+        seq = load_sequence(folder, lazy=lazy)
+        assert len(seq) == 3 and seq.focus_distance_m == [None, None, None]
+        assert not seq.camera_known
+        assert len(seq.notes) == 1 and "no meta.json" in seq.notes[0] and "\n" not in seq.notes[0]
+    np.testing.assert_array_equal(load_sequence(folder).frames, smooth_frames(3))
+
+
+def test_null_camera_folder_keeps_its_focus_list(tmp_path):
+    folder = frame_folder(tmp_path, 2, focal_length_mm=None)
+    seq = load_sequence(folder)
+    assert not seq.camera_known and seq.focus_distance_m == [1.0, 2.0] and seq.notes == []

@@ -193,3 +193,66 @@ def test_flow_aligner_leaves_still_pixels_untouched_and_moves_shifted_ones():
     before = np.abs(shifted[inner].astype(float) - texture[inner]).mean()
     after = np.abs(aligned[inner].astype(float) - texture[inner]).mean()
     assert after < 0.25 * before
+
+
+# --- hand-held phone stacks: unknown camera, no metadata, --stack-align ------------------------
+
+
+def test_null_camera_gives_relative_depth_ordered_by_the_focus_list(tmp_path, model_file):
+    focus = list(dioptric_ramp(0.5, 2.0, 4))[::-1]  # far to near
+    frames, _ = render_sweep(focus)
+    folder = tmp_path / "phone"
+    write_sequence(folder, frames, focus, CAMERA)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "focal_length_mm": None}))
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
+    assert summary["metric"] is False and summary["camera_known"] is False
+    assert "relative" in summary["depth_units"] and any("camera unknown" in w for w in summary["warnings"])
+    assert summary["sweep_direction"] == "far_to_near"
+    assert summary["sweep_direction_source"].startswith("focus list")
+    depth = np.load(tmp_path / "out" / "depth" / "000003.npy")
+    assert depth.min() >= -1e-4 and depth.max() <= 1 + 1e-4
+
+
+def test_folder_without_meta_and_stack_align_estimates_the_sweep_direction(tmp_path, model_file):
+    """Frames whose magnification grows along the stack (focus breathing, far -> near)."""
+    import cv2
+
+    from focaldepth.align import scale_about_centre
+    from focaldepth.io.frames import write_image
+
+    frames, _ = render_sweep(list(dioptric_ramp(0.5, 2.0, 5))[::-1])
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    for i, frame in enumerate(frames):  # 0.png ... 4.png, no meta.json
+        warp = scale_about_centre(1.0 + 0.01 * i, 64, 96)
+        write_image(folder / f"{i}.png", cv2.warpPerspective(frame, warp, (96, 64), flags=cv2.INTER_CUBIC,
+                                                             borderMode=cv2.BORDER_REFLECT))
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False,
+                               stack_align=True)
+    assert summary["metric"] is False and any("no meta.json" in w for w in summary["warnings"])
+    assert summary["focus_order_estimate"]["sweep_direction"] == "far_to_near"
+    assert summary["sweep_direction"] == "far_to_near"
+    assert summary["sweep_direction_source"] == "estimated from focus breathing"
+    assert summary["stack_alignment"]["reference_frame"] == 4
+    given = predict_sequence(folder, tmp_path / "out2", model=str(model_file), progress=False, video=False,
+                             stack_align=True, far_to_near=False)
+    assert given["sweep_direction"] == "near_to_far" and given["sweep_direction_source"] == "given"
+
+
+def test_cli_no_meta_folder_warns_on_one_line(tmp_path):
+    frames, _ = render_sweep(list(dioptric_ramp(0.5, 2.0, 3)))
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    from focaldepth.io.frames import write_image
+
+    for i, frame in enumerate(frames):
+        write_image(folder / f"{i}.png", frame)
+    run = subprocess.run([sys.executable, "-m", "focaldepth.cli", "predict", str(folder), "--out",
+                          str(tmp_path / "o"), "--method", "classical", "--no-video", "--near-to-far"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("focaldepth: warning:")]
+    assert len(warnings) == 1 and "no meta.json" in warnings[0] and "RELATIVE" in warnings[0]
+    assert "relative" in run.stdout.lower()
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["sweep_direction_source"] == "given"

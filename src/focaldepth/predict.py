@@ -290,16 +290,19 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
                      device: str = "cpu", window: int | None = None, align: bool = True,
                      max_pixels: int = DEFAULT_MAX_PIXELS, extra_formats: tuple[str, ...] = (),
                      overwrite: bool = False, video: bool = True, progress: bool = True,
-                     far_to_near: bool = False) -> dict:
+                     far_to_near: bool | None = None, stack_align: bool = False) -> dict:
     """Run the predictor over a sequence on disk and write ``out_dir`` atomically:
     ``depth/NNNNNN.npy`` (float32 metres, or relative inverse depth when focus distances are
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
-    colour range for the clip), ``summary.json``; ``extra_formats`` adds ``png16``/``exr``."""
+    colour range for the clip), ``summary.json``; ``extra_formats`` adds ``png16``/``exr``.
+    ``stack_align``: a static hand-held stack, pre-aligned (focus breathing + homography) and
+    its sweep direction estimated when unknown (:func:`focaldepth.align.prepare_handheld`)."""
     import time
     from pathlib import Path
 
     from tqdm import tqdm
 
+    from focaldepth.align import prepare_handheld
     from focaldepth.io import load_sequence
     from focaldepth.io.atomic import atomic_dir, atomic_write_json
     from focaldepth.io.depth import write_depth
@@ -309,6 +312,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
         if fmt not in ("png16", "exr"):
             raise UserError(f"unknown output format {fmt!r} (choose png16 or exr)")
     sequence = load_sequence(input_path, meta_path, lazy=True)
+    sequence, far_to_near, handheld = prepare_handheld(sequence, stack_align=stack_align, far_to_near=far_to_near)
     depth_model = load_model(model, device)
     height, width = sequence.size_hw
     predictor = StreamingPredictor(depth_model, sequence.camera, sequence.focus_distance_m, height, width,
@@ -347,6 +351,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
                 pass
         summary = run_summary(sequence, depth_model, predictor, model, latencies_s, depth_stats,
                               (near_m, far_m), input_path)
+        summary.update(handheld)
         atomic_write_json(tmp / "summary.json", summary)
     return summary
 

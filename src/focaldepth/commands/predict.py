@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,7 +32,8 @@ def predict(
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr.")] = None,
     video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
-    far_to_near: Annotated[bool, typer.Option(help="Unknown focus only: the sweep runs far to near.")] = False,
+    far_to_near: Annotated[Optional[bool], typer.Option("--far-to-near/--near-to-far", help="Unknown focus only: the sweep order (default: near to far, or estimated with --stack-align).")] = None,
+    stack_align: Annotated[bool, typer.Option(help="Static hand-held stack: pre-align all frames (focus breathing + homography) and estimate an unknown sweep direction.")] = False,
 ) -> None:
     """Metric depth and confidence for every frame; a side-by-side depth video; summary.json."""
     from focaldepth.errors import UserError
@@ -45,7 +47,9 @@ def predict(
     summary = predict_sequence(
         input_path, out, model="classical" if method is Method.classical else model, meta_path=meta,
         device=device, window=window, align=align, max_pixels=max_pixels,
-        extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near)
+        extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near, stack_align=stack_align)
+    for warning in summary.get("warnings", []):
+        print(f"focaldepth: warning: {warning}", file=sys.stderr)
     timing = summary["timing_s"]
     units = "m" if summary["metric"] else "(relative)"
     print(f"wrote {summary['num_frames']} depth maps to {out} "

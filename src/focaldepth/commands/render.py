@@ -196,6 +196,10 @@ def render_sweep_from_rgbd(
         raise UserError(f"--layers must be at least 2, got {num_layers}")
 
     meta = read_meta(meta_file, require_focus=False)
+    if not meta.camera_known:  # predict accepts an unknown camera (relative depth); rendering cannot
+        unknown = [key for key in ("focal_length_mm", "f_number", "sensor_width_mm") if getattr(meta, key) is None]
+        raise UserError(f"missing key(s): {', '.join(unknown)} (null or absent: rendering needs the camera)",
+                        meta_file)
     image = read_image(rgb_file)
     depth_raw = read_depth(depth_file)
     if depth_raw.ndim != 2:

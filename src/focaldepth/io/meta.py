@@ -2,16 +2,22 @@
 
 Keys (all lengths are one entry per frame)::
 
-    focal_length_mm          number > 0                                  required
-    f_number                 number > 0, or a per-frame list of them     required, or:
+    focal_length_mm          number > 0, null = unknown                  camera keys (*)
+    f_number                 number > 0, or a per-frame list of them,    camera keys (*), or:
+                             null = unknown
     aperture_diameter_mm     number > 0, or a per-frame list (A = f/N;   instead of f_number
                              written back as f_number)
-    sensor_width_mm          number > 0: the width imaged by the STORED  required
-                             image (its pixel width comes from the frames)
+    sensor_width_mm          number > 0: the width imaged by the STORED  camera keys (*)
+                             image (its pixel width comes from the frames); null = unknown
     focus_distance_m         list of metres, null = unknown              one of these two
     focus_distance_diopters  list of dioptres (1/m), null = unknown      (both: must agree)
     timestamps_s             list of seconds, strictly increasing        optional
     source                   free text                                   optional
+
+(*) A camera key that is null or missing makes the camera unknown (a phone app that records
+no lens data): ``SequenceMeta.camera_known`` is False, ``camera()`` returns the stand-in
+:func:`relative_camera`, and depth from such a sequence is relative. A malformed value (a
+string, zero, a negative number) is still an error.
 
 Any other key is kept (``SequenceMeta.extra``) and written back unchanged. Every problem
 raises a one-line :class:`UserError` that names the file.
@@ -42,6 +48,21 @@ KNOWN_KEYS = (
 # Two focus lists that describe the same schedule agree to this relative tolerance
 # (diopters written with ~7 significant digits still match).
 FOCUS_AGREEMENT_RTOL = 1e-5
+CAMERA_KEYS = ("focal_length_mm", "f_number", "sensor_width_mm")
+# Stand-in lens for an unknown camera (relative depth only). Its f^2/N is chosen so that the
+# pseudo sweep of relative mode (2 -> 1 dioptre, see focaldepth.predict) blurs by about 5 % of
+# the image width, i.e. ~16 px at the default 320 px working width: mid-range of the blur the
+# default model was trained on. The sensor is scaled with the image, so this holds at any size.
+RELATIVE_SWEEP_BLUR_FRACTION = 0.05
+RELATIVE_FOCAL_LENGTH_MM, RELATIVE_SENSOR_WIDTH_MM = 50.0, 36.0  # -> f/1.39 (a full-frame 50 mm)
+
+
+def relative_camera(image_width_px: int) -> Camera:
+    """The stand-in camera of a sequence whose lens is unknown (see RELATIVE_SWEEP_BLUR_FRACTION):
+    coc_px_per_dpt = f^2 / (N p) = RELATIVE_SWEEP_BLUR_FRACTION * image_width_px."""
+    focal_length_m = RELATIVE_FOCAL_LENGTH_MM * 1e-3
+    f_number = focal_length_m**2 / (RELATIVE_SWEEP_BLUR_FRACTION * RELATIVE_SENSOR_WIDTH_MM * 1e-3)
+    return Camera(RELATIVE_FOCAL_LENGTH_MM, f_number, RELATIVE_SENSOR_WIDTH_MM, int(image_width_px))
 
 
 @dataclass
@@ -49,14 +70,19 @@ class SequenceMeta:
     """Validated contents of a metadata file. ``focus_distance_m`` is always in metres
     (converted from ``focus_distance_diopters`` when only those were given)."""
 
-    focal_length_mm: float
-    f_number: float | list[float]
-    sensor_width_mm: float
+    focal_length_mm: float | None
+    f_number: float | list[float] | None
+    sensor_width_mm: float | None
     focus_distance_m: list[float | None] | None = None
     timestamps_s: list[float] | None = None
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def camera_known(self) -> bool:
+        """False when any camera key was null or missing (depth can only be relative)."""
+        return None not in (self.focal_length_mm, self.f_number, self.sensor_width_mm)
 
     @property
     def num_frames(self) -> int | None:
@@ -71,13 +97,21 @@ class SequenceMeta:
         return None
 
     def f_numbers(self, num_frames: int) -> list[float]:
-        """The f-number of every frame (a single number is repeated)."""
+        """The f-number of every frame (a single number is repeated; the stand-in camera's
+        when the camera is unknown)."""
+        if not self.camera_known:
+            return [relative_camera(1).f_number] * num_frames
         if isinstance(self.f_number, list):
             return list(self.f_number)
         return [float(self.f_number)] * num_frames
 
     def camera(self, image_width_px: int, frame_index: int = 0) -> Camera:
-        """The camera of frame ``frame_index`` for a stored image ``image_width_px`` wide."""
+        """The camera of frame ``frame_index`` for a stored image ``image_width_px`` wide
+        (:func:`relative_camera` when the camera is unknown)."""
+        if not self.camera_known:
+            return relative_camera(image_width_px)
+        assert self.focal_length_mm is not None and self.sensor_width_mm is not None
+        assert self.f_number is not None
         f_number = self.f_number[frame_index] if isinstance(self.f_number, list) else self.f_number
         return Camera(
             self.focal_length_mm, float(f_number), self.sensor_width_mm, int(image_width_px)
@@ -149,23 +183,23 @@ def validate_meta(raw: Any, where: object = None, *, require_focus: bool = True)
             where_path,
         )
     raw = _with_f_number(raw, where_path)
-    missing = [key for key in ("focal_length_mm", "f_number", "sensor_width_mm") if key not in raw]
+    missing = []
     if require_focus and "focus_distance_m" not in raw and "focus_distance_diopters" not in raw:
         missing.append("focus_distance_m (or focus_distance_diopters)")
     if missing:
         raise UserError(f"missing key(s): {', '.join(missing)}", where_path)
 
-    focal_length_mm = _positive_number(raw["focal_length_mm"], "focal_length_mm", where_path)
-    sensor_width_mm = _positive_number(raw["sensor_width_mm"], "sensor_width_mm", where_path)
-    f_number: float | list[float]
-    if isinstance(raw["f_number"], list):
+    focal_length_mm = _optional_positive(raw.get("focal_length_mm"), "focal_length_mm", where_path)
+    sensor_width_mm = _optional_positive(raw.get("sensor_width_mm"), "sensor_width_mm", where_path)
+    f_number: float | list[float] | None
+    if isinstance(raw.get("f_number"), list):
         f_number = [
             _positive_number(v, f"f_number[{i}]", where_path) for i, v in enumerate(raw["f_number"])
         ]
         if not f_number:
             raise UserError("f_number is an empty list", where_path)
     else:
-        f_number = _positive_number(raw["f_number"], "f_number", where_path)
+        f_number = _optional_positive(raw.get("f_number"), "f_number", where_path)
 
     focus_distance_m = _focus_in_metres(raw, focal_length_mm, where_path)
     timestamps_s = _timestamps(raw.get("timestamps_s"), where_path)
@@ -205,8 +239,10 @@ def _with_f_number(raw: dict[str, Any], where: Path | None) -> dict[str, Any]:
         return raw
     if "f_number" in raw:
         raise UserError("give f_number or aperture_diameter_mm, not both", where)
-    if "focal_length_mm" not in raw:
-        return raw  # reported as missing by the caller
+    if raw.get("focal_length_mm") is None:  # unknown lens: the f-number is unknown too
+        if raw["aperture_diameter_mm"] is not None:
+            _optional_list_of_positive(raw["aperture_diameter_mm"], "aperture_diameter_mm", where)
+        return {**{k: v for k, v in raw.items() if k != "aperture_diameter_mm"}, "f_number": None}
     focal_length_mm = _positive_number(raw["focal_length_mm"], "focal_length_mm", where)
     diameters = raw["aperture_diameter_mm"]
     if isinstance(diameters, list):
@@ -223,6 +259,17 @@ def _with_f_number(raw: dict[str, Any], where: Path | None) -> dict[str, Any]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional_positive(value: Any, name: str, where: Path | None) -> float | None:
+    """None (unknown) stays None; anything else must be a positive finite number."""
+    return None if value is None else _positive_number(value, name, where)
+
+
+def _optional_list_of_positive(value: Any, name: str, where: Path | None) -> None:
+    """Check a number-or-list value that will not be used (still refused if malformed)."""
+    for i, item in enumerate(value if isinstance(value, list) else [value]):
+        _positive_number(item, f"{name}[{i}]" if isinstance(value, list) else name, where)
 
 
 def _positive_number(value: Any, name: str, where: Path | None) -> float:
@@ -251,7 +298,7 @@ def _optional_list(raw: dict[str, Any], key: str, where: Path | None) -> list[fl
 
 
 def _focus_in_metres(
-    raw: dict[str, Any], focal_length_mm: float, where: Path | None
+    raw: dict[str, Any], focal_length_mm: float | None, where: Path | None
 ) -> list[float | None] | None:
     """The focus list in metres, from either key, checked to be beyond the focal length."""
     metres = _optional_list(raw, "focus_distance_m", where)
@@ -278,8 +325,8 @@ def _focus_in_metres(
         if metres is not None
         else ("focus_distance_diopters", from_diopters)
     )
-    if focus is None:
-        return None
+    if focus is None or focal_length_mm is None:
+        return focus
     focal_length_m = focal_length_mm * 1e-3
     for i, focus_m in enumerate(focus):
         if focus_m is not None and focus_m <= focal_length_m:

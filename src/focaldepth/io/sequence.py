@@ -1,7 +1,8 @@
 """Focus sequences: frames plus per-frame focus metadata — the project's public on-disk format.
 
 A sequence is EITHER a folder of images (png/jpg/tif, natural name order: 2.png before
-10.png) with ``meta.json`` beside them (and optionally ``depth.npy``, ground-truth depth in
+10.png) with ``meta.json`` beside them (a folder without one loads with an unknown camera and
+unknown focus, i.e. relative depth only, and says so in ``FocusSequence.notes``; optionally ``depth.npy``, ground-truth depth in
 metres, (H, W) or (S, H, W)), OR a video (mp4/mov/mkv/avi, decoded with PyAV) with a
 sidecar ``NAME.json`` (or an explicit metadata path). The metadata keys are described in
 :mod:`focaldepth.io.meta`.
@@ -66,6 +67,10 @@ class FocusSequence:
     source_path: Path | None = None
     depth_m: np.ndarray | None = None
     frame_files: list[Path] | None = field(default=None, repr=False)
+    # False when the metadata gives no lens (``camera`` is then a stand-in): relative depth only
+    camera_known: bool = True
+    # One-line warnings about how the sequence was read (e.g. no meta.json at all)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.focus_distance_m)
@@ -155,7 +160,8 @@ def load_sequence(
     if not src.exists():
         raise UserError("sequence not found (expected a folder of frames or a video file)", src)
     if src.is_dir():
-        return _load_folder(src, Path(meta_path) if meta_path else src / META_NAME, lazy=lazy)
+        return _load_folder(src, Path(meta_path) if meta_path else src / META_NAME, lazy=lazy,
+                            meta_optional=meta_path is None)
     suffix = src.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
         return _load_video(
@@ -182,9 +188,24 @@ def _read_sidecar(meta_file: Path, what: str) -> SequenceMeta:
     return read_meta(meta_file)
 
 
-def _load_folder(folder: Path, meta_file: Path, *, lazy: bool) -> FocusSequence:
-    meta = _read_sidecar(meta_file, "frames")
+NO_META_NOTE = (
+    "no meta.json beside the frames: camera and focus distances unknown, depth is RELATIVE; "
+    "frames taken in natural name order as one sweep (near to far unless --far-to-near or "
+    "estimated from the stack)"
+)
+
+
+def _load_folder(
+    folder: Path, meta_file: Path, *, lazy: bool, meta_optional: bool = False
+) -> FocusSequence:
     files = list_frame_files(folder)
+    notes: list[str] = []
+    if meta_optional and not meta_file.exists():
+        # A bare folder of photos (a phone focal stack): nothing known but the frame order.
+        meta = SequenceMeta(None, None, None, focus_distance_m=[None] * len(files))
+        notes.append(NO_META_NOTE)
+    else:
+        meta = _read_sidecar(meta_file, "frames")
     meta.check_num_frames(len(files), folder)  # before decoding anything: fail fast
     if lazy:
         size_hw = image_size_hw(files[0])
@@ -195,7 +216,9 @@ def _load_folder(folder: Path, meta_file: Path, *, lazy: bool) -> FocusSequence:
         frames = _stack(iter_folder_frames(files), len(files), None, folder)
         size_hw = frames.shape[1:3]
     depth_m = _read_ground_truth(folder / DEPTH_NAME, len(files), size_hw)
-    return _make_sequence(meta, frames, size_hw, None, folder, depth_m, files if lazy else None)
+    sequence = _make_sequence(meta, frames, size_hw, None, folder, depth_m, files if lazy else None)
+    sequence.notes.extend(notes)
+    return sequence
 
 
 def _load_video(video: Path, meta_file: Path, *, lazy: bool) -> FocusSequence:
@@ -264,6 +287,7 @@ def _make_sequence(
         source_path=source,
         depth_m=depth_m,
         frame_files=frame_files,
+        camera_known=meta.camera_known,
     )
 
 
