@@ -22,7 +22,8 @@ all-in-focus image. The fusion's three numbers were chosen on validation data on
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
 from focaldepth.models.registry import register_model
@@ -53,6 +54,58 @@ def fuse(vote_dpt: Tensor, vote_confidence: Tensor, physics_dpt: Tensor, physics
     return fused, confidence
 
 
+FUSION_INPUTS = 7
+
+
+def sweep_units(inverse_depth_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
+    """Inverse depth in units of the sweep: 0 at the farthest focus, 1 at the nearest."""
+    near = focus_dpt.amax(dim=1)[:, None, None, None]
+    far = focus_dpt.amin(dim=1)[:, None, None, None]
+    return (inverse_depth_dpt - far) / (near - far).clamp_min(1e-6)
+
+
+def fusion_features(vote_dpt: Tensor, vote_confidence: Tensor, physics_dpt: Tensor, physics_confidence: Tensor,
+                    focus_dpt: Tensor, camera: Tensor, aif: Tensor) -> Tensor:
+    """``(B, FUSION_INPUTS, H, W)``: both estimates in sweep units, both confidences, the blur of
+    one sweep step (log2 px, from the camera), the frame count and the local texture
+    (log of the all-in-focus image's gradient energy): camera-independent inputs."""
+    from focaldepth.classical import to_grey, window_mean
+
+    u_net, u_phys = sweep_units(vote_dpt, focus_dpt), sweep_units(physics_dpt, focus_dpt)
+    focal_length_m, f_number, pixel_pitch_m = camera.unbind(dim=1)
+    span = focus_dpt.amax(dim=1) - focus_dpt.amin(dim=1)
+    step_px = focal_length_m**2 / (f_number * pixel_pitch_m) * span / max(focus_dpt.shape[1] - 1, 1)
+    code = torch.log2(step_px + 1e-3)[:, None, None, None].expand_as(u_net)
+    frames = torch.full_like(u_net, focus_dpt.shape[1] / 10.0)
+    grey = to_grey(aif)
+    gx, gy = grey[..., :, 1:] - grey[..., :, :-1], grey[..., 1:, :] - grey[..., :-1, :]
+    energy = F.pad(gx**2, (0, 1)) + F.pad(gy**2, (0, 0, 0, 1))
+    texture = torch.log10(window_mean(energy, 7) + 1e-6) / 3.0
+    return torch.cat([u_net.clamp(-1, 2), u_phys.clamp(-1, 2), vote_confidence, physics_confidence, code / 4.0,
+                      frames, texture], dim=1)
+
+
+class FusionHead(nn.Module):
+    """A small dilated CNN over :func:`fusion_features`: per pixel, the weight of the physics
+    (sigmoid) and a bounded correction in sweep units. Initialised to the analytic fusion's
+    spirit: weight 1/2, no correction."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        layers, channels = [], FUSION_INPUTS
+        for dilation in (1, 2, 4, 1):
+            layers += [nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
+            channels = width
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(width, 2, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        raw = self.out(self.body(features))
+        return torch.sigmoid(raw[:, :1]), 0.25 * torch.tanh(raw[:, 1:])
+
+
 @register_model("sweepnet_physics_test", widths=(4, 6, 8, 8), num_hypotheses=12)
 @register_model("sweepnet_physics")
 class SweepNetPhysics(DepthModel):
@@ -70,9 +123,10 @@ class SweepNetPhysics(DepthModel):
 
     def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), num_hypotheses: int = 32,
                  physics_weight: float = 2.0, physics_power: float = 1.0, smooth: bool = True,
-                 window: int = 7):
+                 window: int = 7, learned_fusion: bool = False):
         super().__init__()
         self.net = SweepNet(widths=widths)
+        self.fusion = FusionHead() if learned_fusion else None
         self.num_hypotheses, self.window = num_hypotheses, window
         self.physics_weight, self.physics_power, self.smooth = physics_weight, physics_power, smooth
 
@@ -91,9 +145,16 @@ class SweepNetPhysics(DepthModel):
         from focaldepth.defocus_volume import blur_std_px, coc_px_at, sharpness_composite
 
         focus_dpt = 1.0 / focus_distance_m.to(frames.dtype)
-        fused, confidence = fuse(1.0 / vote["depth_m"], vote["confidence"], 1.0 / physics["depth_m"],
-                                 physics["confidence"], focus_dpt, physics_weight=self.physics_weight,
-                                 physics_power=self.physics_power)
+        vote_dpt, physics_dpt = 1.0 / vote["depth_m"], 1.0 / physics["depth_m"]
+        fused, confidence = fuse(vote_dpt, vote["confidence"], physics_dpt, physics["confidence"], focus_dpt,
+                                 physics_weight=self.physics_weight, physics_power=self.physics_power)
+        if self.fusion is not None:
+            features = fusion_features(vote_dpt, vote["confidence"], physics_dpt, physics["confidence"], focus_dpt,
+                                       camera.to(frames.dtype), physics["all_in_focus"])
+            weight, correction = self.fusion(features)
+            near = focus_dpt.amax(dim=1)[:, None, None, None]
+            far = focus_dpt.amin(dim=1)[:, None, None, None]
+            fused = weight * physics_dpt + (1 - weight) * vote_dpt + correction * (near - far)
         hypotheses = physics["hypotheses_dpt"]
         stds = blur_std_px(coc_px_at(fused.flatten(1), focus_distance_m.to(frames.dtype), camera.to(frames.dtype)))
         aif = sharpness_composite(frames, stds.view(*frames.shape[:2], *frames.shape[-2:]))
