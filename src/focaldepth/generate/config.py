@@ -129,6 +129,9 @@ def parse_config(mapping: Any, path: object | None = None) -> GenerateConfig:
         mapping = {}
     if not isinstance(mapping, dict):
         raise UserError("a generate config must be a YAML mapping of settings", path)
+    if mapping.get("generator") == "rgbd":
+        raise UserError("an RGB-D sweep config (generator: rgbd): load it with "
+                        "focaldepth.generate.rgbd.load_rgbd_config", path)
     config = _build(GenerateConfig, mapping, "", path)
     config.check(path)
     return config

@@ -63,7 +63,7 @@ def write_contact_sheet(out_dir: str | Path, path: str | Path, num_sequences: in
         ax[3].imshow(aif)
         im = ax[4].imshow(depth, cmap="magma_r")
         fig.colorbar(im, ax=ax[4], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
-        coc_max = max(float(coc_near.max()), float(coc_far.max()), 1e-6)
+        coc_max = max(float(np.nanmax(coc_near)), float(np.nanmax(coc_far)), 1e-6)  # NaN: unknown depth
         for col, coc in ((5, coc_near), (6, coc_far)):
             im = ax[col].imshow(coc, cmap="viridis", vmin=0, vmax=coc_max)
         fig.colorbar(im, ax=ax[6], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)

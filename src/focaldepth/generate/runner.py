@@ -172,7 +172,18 @@ def prepare_out_dir(config: GenerateConfig, out_dir: Path) -> None:
 def run_generate(config: GenerateConfig | str | Path, out_dir: str | Path, *, num: int | None = None,
                  shard: Shard | str | None = None, workers: int = 1, contact_sheet: str | Path | None = None,
                  progress: bool = True) -> Summary:
-    """Generate (or finish generating) this shard's part of a dataset; see the module doc."""
+    """Generate (or finish generating) this shard's part of a dataset; see the module doc.
+    A config with ``generator: rgbd`` is run by :mod:`focaldepth.generate.rgbd` (sweeps from
+    real RGB-D images, same storage format)."""
+    if not isinstance(config, GenerateConfig) and is_rgbd_config(config):
+        from focaldepth.generate.rgbd import run_rgbd
+
+        result = run_rgbd(config, out_dir, num=num, shard=shard if isinstance(shard, str) or shard is None
+                          else f"{shard.index}/{shard.count}", workers=workers, contact_sheet=contact_sheet,
+                          progress=progress)
+        return Summary(Path(out_dir), result["owned"], result["generated"], result["skipped"], result["frames"],
+                       result["seconds"], Path(result["manifest"]), result["manifest_sequences"],
+                       None if result["contact_sheet"] is None else Path(result["contact_sheet"]))
     if not isinstance(config, GenerateConfig):
         config = load_config(config)
     shard = shard if isinstance(shard, Shard) else parse_shard(shard)
@@ -216,6 +227,23 @@ def run_generate(config: GenerateConfig | str | Path, out_dir: str | Path, *, nu
 
         sheet = write_contact_sheet(out_dir, contact_sheet)
     return Summary(out_dir, len(owned), len(todo), len(owned) - len(todo), frames, seconds, manifest, listed, sheet)
+
+
+def is_rgbd_config(config: object) -> bool:
+    """Whether ``config`` (a path or a loaded config) is an RGB-D sweep config (``generator: rgbd``)."""
+    from focaldepth.generate.rgbd import RgbdConfig
+
+    if isinstance(config, RgbdConfig):
+        return True
+    if not isinstance(config, (str, Path)):
+        return False
+    import yaml
+
+    try:
+        mapping = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # load_config reports the problem
+    return isinstance(mapping, dict) and mapping.get("generator") == "rgbd"
 
 
 def default_workers() -> int:

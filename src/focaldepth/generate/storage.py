@@ -117,11 +117,14 @@ def _per_frame(file: h5py.File, name: str, array: np.ndarray, *, shuffle: bool) 
                         shuffle=shuffle, track_times=False)
 
 
-def write_sequence(path: str | Path, data: SequenceData, record: dict[str, Any]) -> Path:
-    """Write one sequence file atomically (see the module docstring for the layout)."""
+def write_sequence(path: str | Path, data: SequenceData, record: dict[str, Any], *,
+                   generator_version: str = GENERATOR_VERSION) -> Path:
+    """Write one sequence file atomically (see the module docstring for the layout).
+    ``generator_version``: of the generator that made ``data`` (other sources, such as
+    :mod:`focaldepth.generate.rgbd`, write the same format with their own version)."""
     camera = data.camera
     attributes: list[tuple[str, Any]] = [
-        ("format", FORMAT_NAME), ("format_version", FORMAT_VERSION), ("generator_version", GENERATOR_VERSION),
+        ("format", FORMAT_NAME), ("format_version", FORMAT_VERSION), ("generator_version", generator_version),
         ("index", record["index"]), ("seed", record["seed"]), ("split", record["split"]),
         ("is_dynamic", data.is_dynamic), ("num_frames", record["num_frames"]),
         ("height", record["height"]), ("width", record["width"]),
