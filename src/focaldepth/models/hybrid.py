@@ -130,6 +130,11 @@ class SweepNetPhysics(DepthModel):
         self.num_hypotheses, self.window = num_hypotheses, window
         self.physics_weight, self.physics_power, self.smooth = physics_weight, physics_power, smooth
 
+    def without_physics(self) -> SweepNet:
+        """The vote alone, for input without a known lens or focus distances (relative depth):
+        the plane sweep's blur predictions need the real camera."""
+        return self.net
+
     def forward(self, frames: Tensor, focus_distance_m: Tensor, camera: Tensor) -> dict[str, Tensor]:
         from focaldepth.defocus_volume import defocus_volume_depth  # imports classical -> models
 
