@@ -36,6 +36,14 @@ MAX_SWEEP_BLUR_PX = 32.0
 DEFAULT_MAX_PIXELS = 57_600
 # Pseudo focus distances used when the metadata gives none: relative depth only.
 RELATIVE_NEAR_M, RELATIVE_FAR_M = 0.5, 1.0
+OUTPUT_RESOLUTIONS = ("input", "working")
+# torch threads for predict: one. While another process held one of the two cores, two
+# threads took 2,008 ms per forward pass against 115 ms for one (issue 10); on an idle
+# machine two threads gain little at this size (measured in the commit adding --threads).
+DEFAULT_THREADS = 1
+# Height of the side-by-side video: the depth holds no more detail than the working grid,
+# and encoding full-height 1080p panels took longer than predicting (issue 10).
+VIDEO_HEIGHT_PX = 360
 
 
 @dataclass
@@ -46,6 +54,7 @@ class FramePrediction:
     depth_m: np.ndarray
     confidence: np.ndarray
     frames_used: int
+    all_in_focus: np.ndarray | None = None  # uint8 (H, W, 3) when asked for and available
 
 
 def ramp_length(focus_distance_m: list[float | None]) -> int | None:
@@ -91,11 +100,36 @@ class FlowAligner:
 
     def align(self, reference_gray: np.ndarray, other_gray: np.ndarray, other_rgb: np.ndarray) -> np.ndarray:
         """``other_rgb`` resampled so that it lines up with the reference frame."""
-        flow = self.flow.calc(reference_gray, other_gray, None)  # reference pixel -> other
-        height, width = reference_gray.shape
+        return self.warp(other_rgb, self.displacement(reference_gray, other_gray))
+
+    def displacement(self, reference_gray: np.ndarray, other_gray: np.ndarray) -> np.ndarray:
+        """``(H, W, 2)`` float32: reference pixel -> position in the other frame, minus the pixel."""
+        return self.flow.calc(reference_gray, other_gray, None)
+
+    def _pixel_grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         if self._grid is None or self._grid[0].shape != (height, width):  # built once per clip
             self._grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        grid_x, grid_y = self._grid
+        return self._grid
+
+    def compose(self, newest: np.ndarray, earlier: np.ndarray | None) -> np.ndarray:
+        """Displacement current -> frame k from ``newest`` (current -> previous) and ``earlier``
+        (previous -> frame k, None when frame k is the previous frame):
+        d(x) = newest(x) + earlier(x + newest(x)). Only the (smooth) flow field is resampled,
+        never the image, so a frame is resampled once however long it stays in the window."""
+        if earlier is None:
+            return newest
+        grid_x, grid_y = self._pixel_grid(*newest.shape[:2])
+        carried = cv2.remap(earlier, grid_x + newest[..., 0], grid_y + newest[..., 1],
+                            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return newest + carried
+
+    def warp(self, other_rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """``other_rgb`` resampled along ``flow`` (see :meth:`displacement`), sub-pixel flow
+        leaving the pixels untouched."""
+        motion_px = np.hypot(flow[..., 0], flow[..., 1])
+        if float(motion_px.max()) <= STILL_FLOW_PX:  # nothing moved: no resampling at all
+            return other_rgb
+        grid_x, grid_y = self._pixel_grid(*flow.shape[:2])
         # Bicubic, not bilinear: bilinear resampling at sub-pixel offsets low-passes the frame,
         # and a depth-from-focus model reads the loss of detail as defocus (it then leans to
         # the current frame's focus; measured in results/default_aligned).
@@ -104,7 +138,6 @@ class FlowAligner:
         # Where the flow is sub-pixel (static parts, or DIS reacting to a change of blur rather
         # than to motion) resampling costs more focus cue than misalignment does: keep the
         # original pixels there, fading to the warped ones between 0.5 and 1 px of motion.
-        motion_px = np.hypot(flow[..., 0], flow[..., 1])
         weight = np.clip((motion_px - STILL_FLOW_PX) / STILL_FLOW_PX, 0.0, 1.0)[..., None]
         blended = other_rgb.astype(np.float32) * (1.0 - weight) + warped.astype(np.float32) * weight
         return np.clip(np.rint(blended), 0, 255).astype(other_rgb.dtype)
@@ -123,12 +156,24 @@ class StreamingPredictor:
         max_pixels: pixel budget of the working resolution.
         far_to_near: only when focus distances are unknown: the sweep starts at the far end
             (default: near to far). Relative depth is only defined up to this order.
+        output_resolution: ``"input"`` (maps upsampled to the frame size) or ``"working"``
+            (the network's grid: all the information there is, at a fraction of the bytes).
+        upsample: ``"guided"`` (edge-aware, guided by the current full-resolution frame; see
+            :func:`guided_upsample`) or ``"bilinear"``.
+        all_in_focus: also return an all-in-focus RGB image per frame (see
+            :meth:`_all_in_focus`).
     """
 
     def __init__(self, model: DepthModel, camera: Camera, focus_distance_m: list[float | None],
                  height: int, width: int, *, window: int | None = None, align: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = "cpu",
-                 far_to_near: bool = False):
+                 far_to_near: bool = False, output_resolution: str = "input", upsample: str = "guided",
+                 all_in_focus: bool = False):
+        if output_resolution not in OUTPUT_RESOLUTIONS:
+            raise UserError(f"unknown output resolution {output_resolution!r} (choose {' or '.join(OUTPUT_RESOLUTIONS)})")
+        if upsample not in ("guided", "bilinear"):
+            raise UserError(f"unknown upsampling {upsample!r} (choose guided or bilinear)")
+        self.output_resolution, self.upsample, self.want_aif = output_resolution, upsample, all_in_focus
         self.model = model.eval().to(device)
         self.far_to_near = far_to_near
         self.device = torch.device(device)
@@ -147,6 +192,18 @@ class StreamingPredictor:
         self.camera = camera.resized(self.work_w)
         self.aligner = FlowAligner() if align else None
         self.buffer: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=self.window)
+        # Per buffered frame: displacement from the newest frame's pixels into that frame
+        # (None for the newest itself). One flow per new frame (newest -> previous), composed
+        # onto the stored fields: the cost per frame is one DIS flow, whatever the window.
+        self.displacements: deque[np.ndarray | None] = deque(maxlen=self.window)
+        # Full-resolution frames, kept only for an all-in-focus image at the input resolution.
+        self.full_frames: deque[np.ndarray] = deque(maxlen=self.window)
+        self._current_full: np.ndarray | None = None
+        self.flows_computed = 0
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return (self.height, self.width) if self.output_resolution == "input" else (self.work_h, self.work_w)
 
     def push(self, frame_rgb8: np.ndarray, focus_distance_m: float | None) -> FramePrediction:
         """Add the next frame; return depth and confidence for it."""
@@ -155,7 +212,17 @@ class StreamingPredictor:
                             f"{self.width}x{self.height}")
         small = cv2.resize(frame_rgb8, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        if self.aligner is not None and self.buffer and self.window > 1:
+            newest = self.aligner.displacement(gray, self.buffer[-1][1])  # current -> previous
+            self.flows_computed += 1
+            kept = list(self.displacements)[1:] if len(self.buffer) == self.window else list(self.displacements)
+            self.displacements = deque([self.aligner.compose(newest, d) for d in kept[:-1]] + [newest],
+                                       maxlen=self.window)
         self.buffer.append((small, gray, self._focus_value(focus_distance_m)))
+        self.displacements.append(None)
+        self._current_full = frame_rgb8
+        if self.want_aif and self.output_resolution == "input":
+            self.full_frames.append(frame_rgb8)
         return self._estimate()
 
     def _focus_value(self, focus_distance_m: float | None) -> float:
@@ -174,12 +241,48 @@ class StreamingPredictor:
         return list(1.0 / dioptres)
 
     def _aligned_window(self) -> np.ndarray:
-        reference_rgb, reference_gray, _ = self.buffer[-1]
+        """The window in the newest frame's coordinates; each frame is resampled once, from
+        its own pixels, along its composed displacement (static pixels not at all)."""
         frames = []
-        for rgb, gray, _ in list(self.buffer)[:-1]:
-            frames.append(self.aligner.align(reference_gray, gray, rgb) if self.aligner else rgb)
-        frames.append(reference_rgb)
+        for (rgb, _, _), displacement in zip(self.buffer, self.displacements):
+            frames.append(rgb if displacement is None or self.aligner is None
+                          else self.aligner.warp(rgb, displacement))
         return np.stack(frames)
+
+    def _aligned_full_window(self) -> np.ndarray:
+        """Full-resolution window aligned with the working-resolution displacements (scaled)."""
+        frames = []
+        for full, displacement in zip(self.full_frames, self.displacements):
+            if displacement is None or self.aligner is None:
+                frames.append(full)
+                continue
+            scale_x, scale_y = self.width / self.work_w, self.height / self.work_h
+            field = cv2.resize(displacement, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+            field *= np.array([scale_x, scale_y], np.float32)
+            frames.append(self.aligner.warp(full, field))
+        return np.stack(frames)
+
+    def _all_in_focus(self, outputs: dict, frames: torch.Tensor) -> np.ndarray | None:
+        """uint8 ``(H, W, 3)`` at the output resolution: the model's own ``all_in_focus`` (or the
+        classical ``aif``) if it gives one, else the focus-weighted composite
+        sum_s w_s * frame_s of the aligned window; None for a model with neither."""
+        image = outputs.get("all_in_focus", outputs.get("aif"))
+        weights = outputs.get("focus_weights")
+        if image is None and weights is None:
+            return None
+        if self.output_resolution == "input" and (self.work_h, self.work_w) != (self.height, self.width):
+            if weights is not None:  # composite the full-resolution frames with upsampled weights
+                full = torch.from_numpy(self._aligned_full_window()).permute(0, 3, 1, 2).float()
+                up = F.interpolate(weights[0].float().cpu()[:, None], size=(self.height, self.width),
+                                   mode="bilinear", align_corners=False)
+                image = (up * full).sum(dim=0, keepdim=True) / up.sum(dim=0, keepdim=True).clamp_min(1e-6) / 255.0
+            else:
+                image = F.interpolate(image.float(), size=(self.height, self.width), mode="bicubic",
+                                      align_corners=False)
+        elif image is None:
+            image = (weights[:, :, None] * frames).sum(dim=1)
+        rgb = image[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+        return np.ascontiguousarray(rgb)
 
     def _estimate(self) -> FramePrediction:
         count = len(self.buffer)
@@ -199,11 +302,21 @@ class StreamingPredictor:
         confidence = outputs.get("confidence", torch.ones_like(inverse_depth))
         # Fewer frames than a full window: keep the estimate, lower the trust.
         confidence = confidence * min(1.0, count / self.window)
-        return FramePrediction(self._upsample(1.0 / self._upsample_t(inverse_depth)),
-                               self._upsample(self._upsample_t(confidence)), count)
+        aif = self._all_in_focus(outputs, frames) if self.want_aif else None
+        if self.out_hw == (self.work_h, self.work_w):
+            return FramePrediction(self._upsample(1.0 / inverse_depth), self._upsample(confidence), count, aif)
+        if self.upsample == "guided":
+            small_grey = frames[0, -1].mean(dim=0, keepdim=True)[None].cpu()
+            full_grey = torch.from_numpy(cv2.cvtColor(self._current_full, cv2.COLOR_RGB2GRAY))
+            full_grey = full_grey.float().div(255.0)[None, None]
+            upsampled = guided_upsample(inverse_depth.float().cpu(), small_grey, full_grey)
+        else:
+            upsampled = self._upsample_t(inverse_depth)
+        return FramePrediction(self._upsample(1.0 / upsampled.clamp_min(1e-6)),
+                               self._upsample(self._upsample_t(confidence)), count, aif)
 
     def _upsample_t(self, image: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(image, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return F.interpolate(image, size=self.out_hw, mode="bilinear", align_corners=False)
 
     @staticmethod
     def _upsample(image: torch.Tensor) -> np.ndarray:
@@ -213,8 +326,39 @@ class StreamingPredictor:
         """One frame (or one focus distance) says nothing about depth: report the focus
         distance itself with zero confidence."""
         guess = float(np.median(focus))
-        shape = (self.height, self.width)
-        return FramePrediction(np.full(shape, guess, np.float32), np.zeros(shape, np.float32), len(self.buffer))
+        shape = self.out_hw
+        aif = None
+        if self.want_aif:  # the one frame there is
+            frame = self._current_full if self.output_resolution == "input" else self.buffer[-1][0]
+            aif = np.ascontiguousarray(frame)
+        return FramePrediction(np.full(shape, guess, np.float32), np.zeros(shape, np.float32), len(self.buffer), aif)
+
+
+def guided_upsample(value: torch.Tensor, guide_small: torch.Tensor, guide_full: torch.Tensor,
+                    radius_px: int = 2, eps: float = 1e-3) -> torch.Tensor:
+    """``value`` ``(1, 1, h, w)`` upsampled to ``guide_full``'s size, edge-aware: the fast guided
+    filter (He & Sun, arXiv:1505.00996). The local linear model value ~ a * grey + b is fitted
+    on the working grid (``guide_small``: the grey frame the network saw), a and b are
+    upsampled bilinearly and applied to the full-resolution grey frame, so depth steps follow
+    the sharp intensity edges of the input instead of a working-pixel-wide bilinear ramp.
+    Cost at the input resolution: two bilinear upsamplings and a multiply-add. The result is
+    clamped to the range of ``value`` (no overshoot past the swept depths)."""
+    import kornia
+
+    size = 2 * radius_px + 1
+
+    def box(image):
+        return kornia.filters.box_blur(image, (size, size), border_type="reflect")
+
+    mean_guide, mean_value = box(guide_small), box(value)
+    covariance = box(guide_small * value) - mean_guide * mean_value
+    variance = box(guide_small * guide_small) - mean_guide * mean_guide
+    slope = covariance / (variance + eps)
+    offset = mean_value - slope * mean_guide
+    coefficients = F.interpolate(torch.cat([box(slope), box(offset)], dim=1), size=guide_full.shape[-2:],
+                                 mode="bilinear", align_corners=False)
+    result = coefficients[:, :1] * guide_full + coefficients[:, 1:]
+    return result.clamp(float(value.min()), float(value.max()))
 
 
 def required_frames(model: DepthModel) -> int | None:
@@ -290,13 +434,20 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
                      device: str = "cpu", window: int | None = None, align: bool = True,
                      max_pixels: int = DEFAULT_MAX_PIXELS, extra_formats: tuple[str, ...] = (),
                      overwrite: bool = False, video: bool = True, progress: bool = True,
-                     far_to_near: bool | None = None, stack_align: bool = False) -> dict:
+                     far_to_near: bool | None = None, stack_align: bool = False,
+                     output_resolution: str = "input", upsample: str = "guided", aif: bool = False,
+                     threads: int | None = None, video_height_px: int = VIDEO_HEIGHT_PX) -> dict:
     """Run the predictor over a sequence on disk and write ``out_dir`` atomically:
     ``depth/NNNNNN.npy`` (float32 metres, or relative inverse depth when focus distances are
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
     colour range for the clip), ``summary.json``; ``extra_formats`` adds ``png16``/``exr``.
     ``stack_align``: a static hand-held stack, pre-aligned (focus breathing + homography) and
-    its sweep direction estimated when unknown (:func:`focaldepth.align.prepare_handheld`)."""
+    its sweep direction estimated when unknown (:func:`focaldepth.align.prepare_handheld`).
+    ``extra_formats`` may also hold a one-file-per-clip format, ``npz16`` or ``h5`` (float16
+    depth and confidence of the whole clip, compressed; :class:`ClipWriter`), which then
+    replaces the per-frame ``.npy`` files. ``output_resolution``: ``input`` or ``working``;
+    ``aif``: all-in-focus images (``aif/NNNNNN.png``, or inside the one-file format);
+    ``threads``: torch and OpenCV threads (default :data:`DEFAULT_THREADS`)."""
     import time
     from pathlib import Path
 
@@ -309,39 +460,66 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
     from focaldepth.io.frames import write_video
 
     for fmt in extra_formats:
-        if fmt not in ("png16", "exr"):
-            raise UserError(f"unknown output format {fmt!r} (choose png16 or exr)")
+        if fmt not in OUTPUT_FORMATS:
+            raise UserError(f"unknown output format {fmt!r} (choose {', '.join(OUTPUT_FORMATS)})")
+    clip_formats = [fmt for fmt in extra_formats if fmt in CLIP_FORMATS]
+    image_formats = tuple(fmt for fmt in extra_formats if fmt in ("png16", "exr"))
+    thread_count = set_threads(threads)
     sequence = load_sequence(input_path, meta_path, lazy=True)
     sequence, far_to_near, handheld = prepare_handheld(sequence, stack_align=stack_align, far_to_near=far_to_near)
     depth_model = load_model(model, device)
+    if not (getattr(sequence, "camera_known", True) and all(f is not None for f in sequence.focus_distance_m)):
+        # The physics of a hybrid model needs the real lens and focus distances: without them
+        # its thin-lens blur predictions are wrong, so only the learned vote answers.
+        depth_model = getattr(depth_model, "without_physics", lambda: depth_model)()
     height, width = sequence.size_hw
     predictor = StreamingPredictor(depth_model, sequence.camera, sequence.focus_distance_m, height, width,
                                    window=window, align=align, max_pixels=max_pixels, device=device,
-                                   far_to_near=far_to_near)
+                                   far_to_near=far_to_near, output_resolution=output_resolution,
+                                   upsample=upsample, all_in_focus=aif)
     check_enough_frames(predictor, len(sequence), input_path)
     near_m, far_m = display_range_m(sequence.focus_distance_m) if predictor.metric else (1.0, 2.0)
     latencies_s: list[float] = []
     depth_stats = RunningRange()
+    split_s = {"decode": 0.0, "predict": 0.0, "write": 0.0, "video_panel": 0.0}
+    command_start = time.perf_counter()
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         tmp = Path(tmp)
-        for sub in ("depth", "confidence", *extra_formats):
+        per_frame = ("depth", "confidence") if not clip_formats else ()
+        aif_folder = aif and not clip_formats
+        for sub in (*per_frame, *image_formats, *(("aif",) if aif_folder else ())):
             (tmp / sub).mkdir()
+        writers = [ClipWriter(tmp, fmt, len(sequence), predictor.out_hw, aif) for fmt in clip_formats]
 
         def frames_out():
-            frames = tqdm(sequence.iter_frames(), total=len(sequence), unit="frame", disable=not progress,
-                          desc="predict")
-            for index, (frame, focus) in enumerate(zip(frames, sequence.focus_distance_m)):
+            frames = iter(tqdm(sequence.iter_frames(), total=len(sequence), unit="frame", disable=not progress,
+                               desc="predict"))
+            for index, focus in enumerate(sequence.focus_distance_m):
                 start = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                decoded = time.perf_counter()
                 result = predictor.push(frame, focus)
-                latencies_s.append(time.perf_counter() - start)
+                predicted = time.perf_counter()
+                latencies_s.append(predicted - decoded)
                 depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
                 depth_stats.update(depth)
-                np.save(tmp / "depth" / f"{index:06d}.npy", depth)
-                np.save(tmp / "confidence" / f"{index:06d}.npy", result.confidence)
+                for sub, array in zip(per_frame, (depth, result.confidence)):
+                    np.save(tmp / sub / f"{index:06d}.npy", array)
+                for writer in writers:
+                    writer.add(depth, result.confidence, result.all_in_focus)
+                if aif_folder and result.all_in_focus is not None:
+                    write_png8(tmp / "aif" / f"{index:06d}.png", result.all_in_focus)
                 if predictor.metric:
-                    for fmt in extra_formats:
+                    for fmt in image_formats:
                         write_depth(tmp / fmt / f"{index:06d}.{'png' if fmt == 'png16' else 'exr'}", depth)
-                yield video_panel(frame, depth, near_m, far_m, predictor.metric)
+                written = time.perf_counter()
+                panel = video_panel(frame, depth, near_m, far_m, predictor.metric, video_height_px) if video else None
+                for key, begin, end in (("decode", start, decoded), ("predict", decoded, predicted),
+                                        ("write", predicted, written), ("video_panel", written, time.perf_counter())):
+                    split_s[key] += end - begin
+                yield panel
 
         if video:
             fps = clip_fps(sequence.timestamps_s)
@@ -349,11 +527,110 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
         else:
             for _ in frames_out():
                 pass
+        close_start = time.perf_counter()
+        for writer in writers:
+            writer.close()
+        split_s["write"] += time.perf_counter() - close_start
+        wall_s = time.perf_counter() - command_start
+        split_s["video_encode"] = max(0.0, wall_s - sum(split_s.values())) if video else 0.0
         summary = run_summary(sequence, depth_model, predictor, model, latencies_s, depth_stats,
                               (near_m, far_m), input_path)
         summary.update(handheld)
+        summary.update(outputs_summary(predictor, extra_formats, clip_formats, aif, thread_count,
+                                       split_s, wall_s, len(latencies_s)))
         atomic_write_json(tmp / "summary.json", summary)
     return summary
+
+
+# Output formats of `predict --format`: per-frame images, or one file per clip.
+CLIP_FORMATS = ("npz16", "h5")
+OUTPUT_FORMATS = ("png16", "exr", *CLIP_FORMATS)
+
+
+def set_threads(threads: int | None) -> int:
+    """Apply the thread count to torch and OpenCV; return it."""
+    count = DEFAULT_THREADS if threads is None else int(threads)
+    if count < 1:
+        raise UserError(f"--threads must be at least 1, got {count}")
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
+    return count
+
+
+def write_png8(path, image_rgb8: np.ndarray) -> None:
+    """An 8-bit PNG inside the run's temporary folder (the folder is renamed when complete)."""
+    from PIL import Image
+
+    Image.fromarray(image_rgb8).save(path, format="PNG", compress_level=1)
+
+
+class ClipWriter:
+    """One compressed file for the whole clip, written frame by frame in constant memory:
+    ``depth`` and ``confidence`` ``(N, H, W)`` float16 (and ``all_in_focus`` ``(N, H, W, 3)``
+    uint8 when asked for).
+
+    * ``h5``: ``clip.h5``, chunked one frame per chunk, gzip level 1 with the shuffle filter.
+    * ``npz16``: ``clip.npz`` (``numpy.load`` gives one array per key): each array is streamed
+      to a raw ``.npy`` beside it, then deflated (level 1) into the zip at the end.
+
+    float16 keeps 3 significant digits: 1 mm at 1 m, far below what a focus sweep resolves."""
+
+    def __init__(self, folder, fmt: str, num_frames: int, size_hw: tuple[int, int], aif: bool):
+        self.folder, self.fmt, self.count = folder, fmt, 0
+        shapes = {"depth": (num_frames, *size_hw), "confidence": (num_frames, *size_hw)}
+        if aif:
+            shapes["all_in_focus"] = (num_frames, *size_hw, 3)
+        self.dtypes = {key: np.uint8 if key == "all_in_focus" else np.float16 for key in shapes}
+        if fmt == "h5":
+            import h5py
+
+            self.file = h5py.File(folder / "clip.h5", "w")
+            self.arrays = {key: self.file.create_dataset(key, shape=shape, dtype=self.dtypes[key],
+                                                         chunks=(1, *shape[1:]), compression="gzip",
+                                                         compression_opts=1, shuffle=True)
+                           for key, shape in shapes.items()}
+        else:
+            self.arrays = {key: np.lib.format.open_memmap(folder / f".{key}.npy", mode="w+",
+                                                          dtype=self.dtypes[key], shape=shape)
+                           for key, shape in shapes.items()}
+
+    def add(self, depth: np.ndarray, confidence: np.ndarray, all_in_focus: np.ndarray | None) -> None:
+        values = {"depth": depth, "confidence": confidence, "all_in_focus": all_in_focus}
+        for key, array in self.arrays.items():
+            if values[key] is not None:
+                array[self.count] = values[key].astype(self.dtypes[key])
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fmt == "h5":
+            self.file.attrs["num_frames"] = self.count
+            self.file.close()
+            return
+        import zipfile
+
+        with zipfile.ZipFile(self.folder / "clip.npz", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for key, array in self.arrays.items():
+                array.flush()
+                path = self.folder / f".{key}.npy"
+                del array
+                archive.write(path, arcname=f"{key}.npy")
+                path.unlink()
+        self.arrays = {}
+
+
+def outputs_summary(predictor, formats, clip_formats, aif, threads, split_s, wall_s, num_frames) -> dict:
+    """What was written and where the time of the whole command went."""
+    return {
+        "threads": threads,
+        "output_resolution": predictor.output_resolution,
+        "output_size_hw": list(predictor.out_hw),
+        "upsampling": predictor.upsample if predictor.out_hw != (predictor.work_h, predictor.work_w) else None,
+        "formats": ["npy"] * (not clip_formats) + list(formats),
+        "all_in_focus": aif,
+        "optical_flows_computed": predictor.flows_computed,
+        "command_timing_s": {"wall": wall_s, "frames_per_s": num_frames / max(wall_s, 1e-9),
+                             **{key: value for key, value in split_s.items()}},
+    }
 
 
 def check_enough_frames(predictor: StreamingPredictor, num_frames: int, where) -> None:
@@ -387,9 +664,17 @@ class RunningRange:
         return {"min": self.low, "max": self.high, "mean": self.total / max(self.count, 1)}
 
 
-def video_panel(frame: np.ndarray, depth: np.ndarray, near_m: float, far_m: float, metric: bool) -> np.ndarray:
-    """Input frame | colourised inverse depth (fixed clip range) | colour bar."""
+def video_panel(frame: np.ndarray, depth: np.ndarray, near_m: float, far_m: float, metric: bool,
+                height_px: int | None = None) -> np.ndarray:
+    """Input frame | colourised inverse depth (fixed clip range) | colour bar; at most
+    ``height_px`` tall (frame and depth shrunk first: colouring and encoding cost per pixel)."""
     from focaldepth import viz
+
+    if height_px is not None and frame.shape[0] > height_px:
+        size = (max(2, round(frame.shape[1] * height_px / frame.shape[0])), height_px)
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    if depth.shape != frame.shape[:2]:
+        depth = cv2.resize(depth, frame.shape[1::-1], interpolation=cv2.INTER_LINEAR)
 
     if metric:
         colour = viz.colorize_depth(depth, near_m, far_m)

@@ -6,6 +6,11 @@ fixed RGB-D scene, rendered once before timing. Each frame is pushed as in ``foc
 predict`` (resize to the working resolution, optical-flow alignment of the window, network,
 upsampling); file writing is not included. Memory is read twice, after the first ramp and
 at the end of the clip: streaming must not grow with the length of the video.
+
+``command`` cases time the WHOLE ``focaldepth predict`` (``predict_sequence``) on an H.264
+clip of the same sweep: decoding, prediction, upsampling, writing the outputs and encoding
+the side-by-side video, with 5- and 32-frame windows, and report frames/s end to end and
+where the time went (``summary.json``'s ``command_timing_s``).
 """
 
 from __future__ import annotations
@@ -74,27 +79,84 @@ def _case(model_name: str, height: int, width: int, num_frames: int,
             "rss_after_two_ramps_mib": round(rss_after_first_ramp, 1), "rss_at_end_mib": round(_rss_mib(), 1)}
 
 
+# Whole-command cases: (height, width, window, frames, extra predict_sequence options).
+COMMAND_CASES: tuple[tuple[int, int, int, int, dict[str, Any]], ...] = (
+    (360, 640, 5, 60, {}),
+    (360, 640, 32, 36, {}),
+    (1080, 1920, 5, 40, {}),
+    (1080, 1920, 5, 40, {"extra_formats": ("npz16",), "output_resolution": "working"}),
+    (1080, 1920, 32, 36, {}),
+)
+
+
+def _command_case(model_name: str, height: int, width: int, window: int, num_frames: int,
+                  options: dict[str, Any]) -> dict[str, Any]:
+    """``predict_sequence`` on an mp4 of the sweep, timed as a whole."""
+    import tempfile
+    from pathlib import Path
+
+    from focaldepth.io.sequence import write_sequence_video
+    from focaldepth.predict import predict_sequence
+
+    frames, focus, camera = sweep_clip(height, width, num_frames)
+    with tempfile.TemporaryDirectory() as folder:
+        clip = Path(folder) / "clip.mp4"
+        write_sequence_video(clip, frames, focus, camera, fps=30.0)
+        del frames
+        start = time.perf_counter()
+        summary = predict_sequence(clip, Path(folder) / "out", model=model_name, window=window,
+                                   progress=False, **options)
+        wall_s = time.perf_counter() - start
+        out_bytes = sum(p.stat().st_size for p in (Path(folder) / "out").rglob("*") if p.is_file())
+    flags = " ".join(f"--format {f}" for f in options.get("extra_formats", ()))
+    if options.get("output_resolution"):
+        flags += f" --output-resolution {options['output_resolution']}"
+    split = {k: v for k, v in summary["command_timing_s"].items() if k not in ("wall", "frames_per_s")}
+    return {"name": f"command {width}x{height} window {window}{' ' + flags if flags else ''}",
+            "width": width, "height": height, "window": summary["window_frames"], "num_frames": num_frames,
+            "working_hw": summary["working_size_hw"], "options": {k: list(v) if isinstance(v, tuple) else v
+                                                                 for k, v in options.items()},
+            "wall_s": wall_s, "frames_per_s_end_to_end": num_frames / wall_s,
+            "predict_latency_median_s": summary["timing_s"]["per_frame_median"],
+            "split_s": split, "output_mib_per_frame": out_bytes / 2**20 / num_frames,
+            "optical_flows_computed": summary["optical_flows_computed"], "threads": summary["threads"]}
+
+
 def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = "sweepnet_default",
-        num_frames: int = 60, reference_runs: int = 3) -> dict[str, Any]:
+        num_frames: int = 60, reference_runs: int = 3,
+        command_cases: Sequence[tuple[int, int, int, int, dict[str, Any]]] = COMMAND_CASES) -> dict[str, Any]:
     """Run the streaming-predict benchmark; JSON-ready dict with the reference beside it."""
     platform = platform_info()
     before = reference_workload(runs=reference_runs)
     cases = [_case(model, height, width, num_frames) for height, width in sizes_hw]
     if (360, 640) in sizes_hw:
         cases.append(_case(model, 360, 640, num_frames, max_pixels=LARGE_MAX_PIXELS))
+    commands = [_command_case(model, *case) for case in command_cases]
     after = reference_workload(runs=reference_runs, warmup=0)
     reference_s = statistics.median(before["runs_s"] + after["runs_s"])
     for case in cases:
         case["frame_time_over_reference"] = case["latency_median_s"] / reference_s
+    for case in commands:
+        case["frame_time_over_reference"] = 1.0 / case["frames_per_s_end_to_end"] / reference_s
     return {"benchmark": "predict", "description": __doc__.split("\n\n")[0].replace("\n", " "),
             "platform": platform, "reference": {**before, "seconds": reference_s,
                                                 "runs_s": before["runs_s"] + after["runs_s"]},
-            "results": cases}
+            "results": cases, "command_results": commands}
 
 
 def table_rows(result: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"case": case["name"], "working": "x".join(map(str, case["working_hw"][::-1])),
-             "latency (ms)": f"{1e3 * case['latency_median_s']:.1f}", "frames/s": f"{case['frames_per_s']:.1f}",
-             "peak RSS (MiB)": f"{case['memory']['peak_rss_mib']:.0f}",
-             "RSS 10 fr / end (MiB)": f"{case['rss_after_two_ramps_mib']:.0f} / {case['rss_at_end_mib']:.0f}",
-             "frame / reference": f"{case['frame_time_over_reference']:.3f}"} for case in result["results"]]
+    stream = [{"case": case["name"], "working": "x".join(map(str, case["working_hw"][::-1])),
+               "latency (ms)": f"{1e3 * case['latency_median_s']:.1f}", "frames/s": f"{case['frames_per_s']:.1f}",
+               "peak RSS (MiB)": f"{case['memory']['peak_rss_mib']:.0f}",
+               "RSS 10 fr / end (MiB)": f"{case['rss_after_two_ramps_mib']:.0f} / {case['rss_at_end_mib']:.0f}",
+               "time split (s)": "predictor only", "output MiB/frame": "-",
+               "frame / reference": f"{case['frame_time_over_reference']:.3f}"} for case in result["results"]]
+    command = [{"case": case["name"], "working": "x".join(map(str, case["working_hw"][::-1])),
+                "latency (ms)": f"{1e3 * case['predict_latency_median_s']:.1f}",
+                "frames/s": f"{case['frames_per_s_end_to_end']:.1f} end to end",
+                "peak RSS (MiB)": "-", "RSS 10 fr / end (MiB)": "-",
+                "time split (s)": ", ".join(f"{k} {v:.1f}" for k, v in case["split_s"].items()),
+                "output MiB/frame": f"{case['output_mib_per_frame']:.2f}",
+                "frame / reference": f"{case['frame_time_over_reference']:.3f}"}
+               for case in result.get("command_results", [])]
+    return stream + command

@@ -53,7 +53,8 @@ def _run_predict(repeats: int, quick: bool) -> dict[str, Any]:
     from focaldepth.bench import predict
 
     if quick:
-        return predict.run(sizes_hw=((64, 64),), num_frames=10, reference_runs=1)
+        return predict.run(sizes_hw=((64, 64),), num_frames=10, reference_runs=1,
+                           command_cases=((64, 64, 5, 10, {}),))
     return predict.run()
 
 
@@ -169,7 +170,8 @@ def register(app: typer.Typer) -> None:
                    "5 focus, disk, CoC <= 40 px; forward+backward at 256x256."),
         ("generate", "Procedural generator: sequences/s and frames/s at 256x256, peak memory."),
         ("predict", "Streaming predict with the shipped default model: per-frame latency, frames/s "
-                    "and memory at 256x256, 640x360 and 1280x720."),
+                    "and memory at 256x256, 640x360 and 1280x720; the whole predict command end to "
+                    "end (decode, predict, write, video) at 640x360 and 1080p, 5- and 32-frame windows."),
     ):
         bench_app.command(name, help=summary)(_single_benchmark_command(name))
 

@@ -29,7 +29,12 @@ def predict(
     window: Annotated[Optional[int], typer.Option(help="Frames per estimate (default: one focus ramp).")] = None,
     align: Annotated[bool, typer.Option(help="Warp earlier frames onto the current one (optical flow).")] = True,
     max_pixels: Annotated[int, typer.Option(help="Pixel budget of the working resolution.")] = 57_600,
-    format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr.")] = None,
+    format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr (per frame); npz16 or h5 (one compressed float16 file per clip, replacing the per-frame .npy).")] = None,
+    output_resolution: Annotated[str, typer.Option("--output-resolution", help="input (upsampled to the frames) or working (the network's grid: all the information there is).")] = "input",
+    upsample: Annotated[str, typer.Option(help="guided (edge-aware, by the current frame) or bilinear.")] = "guided",
+    aif: Annotated[bool, typer.Option("--aif", help="Also write an all-in-focus image per frame (aif/NNNNNN.png, or in the one-file format).")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch/OpenCV threads (default 1: robust when the machine is shared).")] = None,
+    video_height: Annotated[int, typer.Option("--video-height", min=16, help="Height cap of depth.mp4 in pixels.")] = 360,
     video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
     far_to_near: Annotated[Optional[bool], typer.Option("--far-to-near/--near-to-far", help="Unknown focus only: the sweep order (default: near to far, or estimated with --stack-align).")] = None,
@@ -47,7 +52,8 @@ def predict(
     summary = predict_sequence(
         input_path, out, model="classical" if method is Method.classical else model, meta_path=meta,
         device=device, window=window, align=align, max_pixels=max_pixels,
-        extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near, stack_align=stack_align)
+        extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near, stack_align=stack_align,
+        output_resolution=output_resolution, upsample=upsample, aif=aif, threads=threads, video_height_px=video_height)
     for warning in summary.get("warnings", []):
         print(f"focaldepth: warning: {warning}", file=sys.stderr)
     timing = summary["timing_s"]
