@@ -1,11 +1,14 @@
-"""Refresh the generated blocks of README.md from committed run outputs.
+"""Refresh the generated blocks of README.md and docs/*.md from committed run outputs.
 
 Each block sits between ``<!-- BEGIN: path -->`` and ``<!-- END: path -->`` and is replaced
 by the contents of ``path`` (a markdown table written by an evaluation or benchmark
 command), so no number in the README is typed by hand:
 
-    .venv/bin/python tools/update_readme.py            # rewrite README.md in place
-    .venv/bin/python tools/update_readme.py --check    # exit 1 if README.md is stale
+    .venv/bin/python tools/update_readme.py            # rewrite README.md and docs/*.md in place
+    .venv/bin/python tools/update_readme.py --check    # exit 1 if any of them is stale
+
+Paths in the markers are relative to the project root, whichever page holds them. Running it
+twice changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -27,13 +30,27 @@ def refreshed(text: str) -> str:
     return BLOCK.sub(replace, text)
 
 
+def pages(root: Path = ROOT) -> list[Path]:
+    """README.md and every markdown page under docs/."""
+    return [root / "README.md"] + sorted((root / "docs").glob("*.md"))
+
+
 def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = refreshed(text)
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        new = refreshed(text)
+        if new == text:
+            continue
+        stale.append(page.relative_to(ROOT))
+        if "--check" not in sys.argv:
+            tmp = page.with_suffix(page.suffix + ".tmp")
+            tmp.write_text(new)
+            tmp.replace(page)
     if "--check" in sys.argv:
-        return 0 if new == text else 1
-    readme.write_text(new)
+        for page in stale:
+            print(f"stale: {page}", file=sys.stderr)
+        return 1 if stale else 0
     return 0
 
 
