@@ -4,6 +4,7 @@ stability along flow, output files, model loading, tables from results files."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -257,6 +258,63 @@ def test_oracle_on_generated_data(tiny_test_dir):
         assert row["depth_min_m"] == record["params"]["near_m"]
 
 
+def test_confidence_section_ranks_errors_on_generated_data(tiny_test_dir, tmp_path):
+    """A predictor with a known error pattern and confidence: informative confidence gives
+    AUSE 0 and the oracle's best half; inverted confidence a rising curve. Existing metric
+    keys are untouched, and a depth-only predictor adds no confidence section."""
+    from focaldepth.evaluate import open_test_set
+
+    accuracy = open_test_set(tiny_test_dir, num_frames=4, sample="ramp")
+
+    def noisy(batch, sign):
+        gt = batch["depth_m"].float()
+        g = torch.Generator().manual_seed(int(batch["sequence_index"][0]))
+        rel_error = 0.3 * torch.rand(gt.shape, generator=g)
+        return {"depth_m": gt * (1 + rel_error), "confidence": sign * rel_error}
+
+    good = evaluate_dataset(lambda b: noisy(b, -1.0), accuracy, progress=False)
+    bad = evaluate_dataset(lambda b: noisy(b, 1.0), accuracy, progress=False)
+    conf = good.confidence["all"]
+    assert conf["num_images"] == len(accuracy)
+    assert conf["ause_absrel"] == pytest.approx(0.0, abs=1e-9)
+    assert conf["absrel_top50"] == pytest.approx(conf["absrel_oracle_top50"])
+    assert conf["absrel_all"] == pytest.approx(good.overall["absrel"], rel=1e-5)
+    assert conf["absrel_all"] == pytest.approx(0.15, abs=0.01)  # mean of U(0, 0.3)
+    rising = bad.confidence["all"]["sparsification_absrel"]
+    assert all(b > a for a, b in itertools.pairwise(rising))
+    assert bad.confidence["all"]["absrel_top50"] > conf["absrel_all"]
+    summary = build_summary(good, model={"source": "noisy", "name": "noisy"},
+                            data={"root": str(tiny_test_dir), "split": None},
+                            protocol={"num_frames": 4})
+    assert summary["confidence"]["ause_absrel"] == pytest.approx(0.0, abs=1e-9)
+    assert set(summary["all"]) == {"metres", "normalised", "temporal", "counts"}
+    write_outputs(tmp_path / "out", good, summary)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["confidence"]["by_motion"]["static"]["num_images"] > 0
+    depth_only = evaluate_dataset(oracle, accuracy, progress=False)
+    assert depth_only.confidence == {}
+    assert "confidence" not in build_summary(depth_only, model={"source": "o"}, data={},
+                                             protocol={})
+
+
+def test_model_predictor_passes_confidence_through_tiles():
+    """with_confidence returns the model's confidence, stitched like depth for tiled models."""
+    batch = {"frames": torch.rand(1, 4, 3, 40, 50), "focus_distance_m": torch.linspace(
+        0.5, 2.0, 4)[None], "camera": CAMERA[None]}
+    out = model_predictor(models.create("sweepnet_test"), with_confidence=True)(batch)
+    assert out["depth_m"].shape == out["confidence"].shape == (1, 1, 40, 50)
+    assert ((out["confidence"] >= 0) & (out["confidence"] <= 1)).all()
+    plain = model_predictor(models.create("sweepnet_test"))(batch)
+    assert isinstance(plain, torch.Tensor) and plain.shape == (1, 1, 40, 50)
+
+    def two_maps(frames, focus, camera):
+        return torch.cat([frames[:, -1, :1], frames[:, -1, 1:2]], 1)
+
+    frames = torch.rand(2, 3, 3, 64, 64)
+    stitched = _tiled(two_maps, frames, torch.zeros(2, 3), torch.zeros(2, 3), 32, 32)
+    assert torch.equal(stitched, frames[:, -1, :2])
+
+
 def test_evaluate_command_writes_all_outputs(tiny_test_dir, tmp_path, capsys):
     """`focaldepth evaluate` on an exported model and on the classical baseline."""
     checkpoint = tmp_path / "poolnet_test.pt"
@@ -278,6 +336,16 @@ def test_evaluate_command_writes_all_outputs(tiny_test_dir, tmp_path, capsys):
             assert (out / file).is_file(), (name, file)
         with (out / "per_sequence.csv").open() as handle:
             assert len(list(csv.DictReader(handle))) == len(records)
+    # the classical baseline outputs a confidence: metrics.json scores it (poolnet has none)
+    confidence = json.loads((tmp_path / "classical" / "metrics.json").read_text())["confidence"]
+    assert confidence["num_images"] == len(records) and confidence["steps"] == 20
+    assert len(confidence["sparsification_absrel"]) == len(confidence["fraction_removed"]) == 20
+    assert confidence["absrel_all"] == pytest.approx(
+        json.loads((tmp_path / "classical" / "metrics.json").read_text())["all"]["metres"]["absrel"])
+    assert confidence["absrel_oracle_top50"] < confidence["absrel_all"]
+    assert confidence["ause_absrel"] >= 0 and set(confidence["by_motion"]) == {"static", "dynamic"}
+    assert "Confidence (sparsification" in (tmp_path / "classical" / "metrics.md").read_text()
+    assert "confidence" not in json.loads((tmp_path / "model" / "metrics.json").read_text())
     assert "δ1" in capsys.readouterr().out
     assert run_cli("evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data",
                    str(tiny_test_dir), "--out", str(tmp_path / "x")) == 2

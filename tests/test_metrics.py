@@ -218,3 +218,88 @@ def test_shape_errors_say_what_was_expected():
         M.depth_metrics(torch.ones(1, 3, 4, 4), torch.ones(1, 3, 4, 4))
     with pytest.raises(ValueError, match="gt_m"):
         M.depth_metrics(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 4, 5))
+
+
+# --- confidence quality (sparsification) --------------------------------------------------
+
+
+def _noisy_prediction(seed: int = 0, size: int = 40):
+    g = torch.Generator().manual_seed(seed)
+    gt = 1.0 + 3.0 * torch.rand(2, 1, size, size, generator=g, dtype=torch.float64)
+    rel_error = 0.5 * torch.rand(2, 1, size, size, generator=g, dtype=torch.float64)
+    pred = gt * (1.0 + rel_error)
+    valid = torch.ones_like(gt, dtype=torch.bool)
+    valid[:, :, :3] = False
+    return pred, gt, valid, rel_error, g
+
+
+def test_perfectly_informative_confidence_gives_zero_ause():
+    pred, gt, valid, rel_error, _ = _noisy_prediction()
+    report = M.confidence_report(pred, gt, valid, -rel_error)
+    assert report["ause_absrel"] == pytest.approx(0.0, abs=1e-12)
+    # RMSE's oracle ranks by absolute, not relative, error: ranking by it zeroes ause_rmse
+    assert report["ause_rmse"] > 0.01
+    by_abs = M.confidence_report(pred, gt, valid, -(pred - gt).abs())
+    assert by_abs["ause_rmse"] == pytest.approx(0.0, abs=1e-12)
+    assert report["sparsification_absrel"] == pytest.approx(report["oracle_absrel"])
+    assert report["absrel_top50"] == pytest.approx(report["absrel_oracle_top50"])
+    # the curve falls monotonically from the all-pixel AbsRel (mean of U(0, 0.5) = 0.25)
+    curve = np.array(report["sparsification_absrel"])
+    assert np.all(np.diff(curve) < 0) and curve[0] == pytest.approx(0.25, abs=0.02)
+    assert report["absrel_all"] == pytest.approx(float(M.absrel(pred, gt, valid).mean()))
+    assert report["aurg_absrel"] > 0.05 and report["num_images"] == 2
+
+
+def test_random_confidence_gives_a_flat_curve_and_constant_confidence_an_exact_one():
+    pred, gt, valid, _, g = _noisy_prediction(size=120)
+    report = M.confidence_report(pred, gt, valid, torch.rand(pred.shape, generator=g))
+    curve = np.array(report["sparsification_absrel"])
+    assert np.abs(curve - report["absrel_all"]).max() < 0.03  # flat up to sampling noise
+    assert report["ause_absrel"] > 0.05 and abs(report["aurg_absrel"]) < 0.01
+    flat = M.confidence_report(pred, gt, valid, torch.ones_like(pred))  # all tied
+    assert flat["sparsification_absrel"] == pytest.approx([flat["absrel_all"]] * 20)
+    assert flat["absrel_top50"] == pytest.approx(flat["absrel_all"])
+
+
+def test_anti_correlated_confidence_gives_a_rising_curve():
+    pred, gt, valid, rel_error, _ = _noisy_prediction()
+    report = M.confidence_report(pred, gt, valid, rel_error)
+    curve = np.array(report["sparsification_absrel"])
+    assert np.all(np.diff(curve) > 0)
+    assert report["absrel_top50"] > report["absrel_all"] > report["absrel_oracle_top50"]
+    assert report["aurg_absrel"] < 0
+
+
+def test_sparsification_hand_computed_and_masked():
+    # four valid pixels with AbsRel 0, 0.5, 1, 1; a fifth is invalid (gt 0) and ignored
+    pred = _map([[1.0, 3.0, 2.0, 4.0, 9.0]])
+    gt = _map([[1.0, 2.0, 1.0, 2.0, 0.0]])
+    confidence = _map([[0.9, 0.8, 0.1, 0.5, 1.0]])
+    rows = M.per_image_sparsification(pred, gt, None, confidence, steps=4)
+    # remove 0, 1, 2, 3 pixels of lowest confidence: keep {0,.5,1,1}, {0,.5,1}, {0,.5}, {0}
+    assert rows["sparsification_absrel"][0].tolist() == pytest.approx([0.625, 0.5, 0.25, 0.0])
+    assert rows["oracle_absrel"][0].tolist() == pytest.approx([0.625, 0.5, 0.25, 0.0])
+    assert float(rows["ause_absrel"][0]) == pytest.approx(0.0)
+    assert float(rows["absrel_top50"][0]) == pytest.approx(0.25)
+    numpy_report = M.confidence_report(pred[0, 0].numpy(), gt[0, 0].numpy(), None,
+                                       confidence[0, 0].numpy(), steps=4)
+    assert numpy_report["absrel_all"] == pytest.approx(0.625)
+    empty = M.confidence_report(pred, gt, torch.zeros_like(gt, dtype=torch.bool), confidence)
+    assert empty["num_images"] == 0 and "ause_absrel" not in empty
+    with pytest.raises(ValueError, match="confidence"):
+        M.per_image_sparsification(pred, gt, None, confidence[..., :2])
+
+
+def test_confidence_accumulator_is_the_mean_over_images():
+    pred, gt, valid, _, g = _noisy_prediction()
+    confidence = torch.rand(pred.shape, generator=g, dtype=torch.float64)
+    first, second = M.ConfidenceAccumulator(), M.ConfidenceAccumulator()
+    first.update(pred[:1], gt[:1], valid[:1], confidence[:1])
+    second.update(pred[1:], gt[1:], valid[1:], confidence[1:])
+    first.merge(second)
+    merged, together = first.compute(), M.confidence_report(pred, gt, valid, confidence)
+    singles = [M.confidence_report(pred[i:i + 1], gt[i:i + 1], valid[i:i + 1],
+                                   confidence[i:i + 1]) for i in range(2)]
+    for name in M.CONFIDENCE_SCALARS:
+        assert merged[name] == pytest.approx(together[name])
+        assert together[name] == pytest.approx(0.5 * (singles[0][name] + singles[1][name]))

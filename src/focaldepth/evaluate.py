@@ -26,7 +26,9 @@ sees a window: the numbers then measure what users of ``predict`` get on moving 
 default (no alignment) feeds the raw window, which is how the committed tables were made.
 
 Outputs in ``OUT`` (each written atomically): ``per_sequence.csv``, ``metrics.json``
-(aggregates over images: all / static / dynamic), ``metrics.md``, ``error_vs_depth.png``
+(aggregates over images: all / static / dynamic; for a model that outputs
+``"confidence"`` also a ``confidence`` section: sparsification curves, AUSE and the AbsRel of
+the most confident half, see :func:`focaldepth.metrics.per_image_sparsification`), ``metrics.md``, ``error_vs_depth.png``
 and ``sheet.png`` (inputs / prediction / ground truth / error for a few sequences).
 """
 
@@ -48,11 +50,18 @@ from torch.utils.data import Dataset
 
 from focaldepth.errors import UserError
 from focaldepth.io.atomic import atomic_path, atomic_write_text
-from focaldepth.metrics import METRIC_NAMES, TEMPORAL_NAMES, MetricAccumulator
+from focaldepth.metrics import (
+    METRIC_NAMES,
+    TEMPORAL_NAMES,
+    ConfidenceAccumulator,
+    MetricAccumulator,
+)
 from focaldepth.train.masks import mask_to_focus_range
 
 Batch = dict[str, Any]
-Predictor = Callable[[Batch], torch.Tensor]
+#: ``batch -> depth_m (B, 1, H, W)``, or ``-> {"depth_m": ..., "confidence": ...}`` (the
+#: confidence is optional; when given, metrics.json gets a ``confidence`` section).
+Predictor = Callable[[Batch], "torch.Tensor | Mapping[str, torch.Tensor]"]
 
 NORMALISED_PREFIX = "norm_"
 CLASSICAL = "classical"
@@ -73,8 +82,11 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 # models
 
 
-def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
-    """Wrap a :class:`~focaldepth.models.base.DepthModel` as ``batch -> depth_m (B,1,H,W)``.
+def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", *,
+                    with_confidence: bool = False) -> Predictor:
+    """Wrap a :class:`~focaldepth.models.base.DepthModel` as ``batch -> depth_m (B,1,H,W)``
+    (with ``with_confidence``: ``batch -> {"depth_m", "confidence"}``, the confidence only if
+    the model outputs one).
 
     Models that declare ``size_multiple_px`` (encoder-decoders that halve the resolution k
     times) get frames padded by edge replication up to the next multiple, and the depth
@@ -87,16 +99,25 @@ def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") 
     def run(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             outputs = model(frames.to(device), focus_distance_m.to(device), camera.to(device))
-        return outputs["depth_m"].float().cpu()
+        depth = outputs["depth_m"].float().cpu()
+        if with_confidence and outputs.get("confidence") is not None:
+            # depth and confidence travel as two channels (tiles are stitched once)
+            return torch.cat([depth, outputs["confidence"].float().cpu()], 1)
+        return depth
 
-    def predict(batch: Batch) -> torch.Tensor:
+    def predict(batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
         frames, focus, camera = batch["frames"], batch["focus_distance_m"], batch["camera"]
         height, width = frames.shape[-2:]
         tile_h, tile_w = tuple(fixed_size) if fixed_size is not None else (multiple, multiple)
         frames = _pad_to_multiple(frames, tile_h, tile_w)
         if fixed_size is None or frames.shape[-2:] == tuple(fixed_size):
-            return run(frames, focus, camera)[..., :height, :width]
-        return _tiled(run, frames, focus, camera, tile_h, tile_w)[..., :height, :width]
+            maps = run(frames, focus, camera)[..., :height, :width]
+        else:
+            maps = _tiled(run, frames, focus, camera, tile_h, tile_w)[..., :height, :width]
+        if not with_confidence:
+            return maps
+        return {"depth_m": maps[:, :1]} | ({"confidence": maps[:, 1:2]} if maps.shape[1] > 1
+                                           else {})
 
     return predict
 
@@ -123,8 +144,9 @@ def _tiled(run: Callable[..., torch.Tensor], frames: torch.Tensor, focus_distanc
     repeat = rows * cols
     depth = run(tiles, focus_distance_m.repeat_interleave(repeat, 0),
                 camera.repeat_interleave(repeat, 0))
-    depth = depth.reshape(batch, rows, cols, 1, tile_h, tile_w).permute(0, 3, 1, 4, 2, 5)
-    return depth.reshape(batch, 1, height, width)
+    maps = depth.shape[1]  # depth, and confidence when model_predictor asks for it
+    depth = depth.reshape(batch, rows, cols, maps, tile_h, tile_w).permute(0, 3, 1, 4, 2, 5)
+    return depth.reshape(batch, maps, height, width)
 
 
 @dataclass
@@ -414,6 +436,9 @@ class EvaluationResult:
     sheet: list[SheetSample]
     seconds: float
     num_items: int
+    #: sparsification results (:meth:`ConfidenceAccumulator.compute`) for "all", "static",
+    #: "dynamic"; empty when the model gives no confidence
+    confidence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _sequence_range(pending: _PendingSequence) -> tuple[float, float] | None:
@@ -457,6 +482,8 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
                                .astype(int).tolist())) if sheet_count > 0 else []
     sheet: list[SheetSample] = []
     pending: _PendingSequence | None = None
+    confidence = {"all": ConfidenceAccumulator(), "static": ConfidenceAccumulator(),
+                  "dynamic": ConfidenceAccumulator()}
 
     def flush(done: _PendingSequence) -> None:
         depth_range = (depth_ranges or {}).get(done.sequence_index) or _sequence_range(done)
@@ -480,13 +507,16 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
     for index in tqdm(range(total), desc="evaluate", disable=not progress, unit="stack"):
         item = accuracy_set[index]
         batch = mask_to_focus_range(_batched(item), valid_range_margin)
-        pred = predict(batch)
+        pred, pred_confidence = _split_prediction(predict(batch))
         gt, valid = batch["depth_m"].float(), batch["valid"].bool()
         if pred.shape != gt.shape:
             raise ValueError(f"model returned depth_m of shape {tuple(pred.shape)}, expected "
                              f"{tuple(gt.shape)}")
         sequence_index = int(_scalar(item["sequence_index"]))
         is_dynamic = bool(_scalar(item.get("is_dynamic", False)))
+        if pred_confidence is not None:
+            for group in ("all", "dynamic" if is_dynamic else "static"):
+                confidence[group].update(pred, gt, valid, pred_confidence.float())
         if pending is None or pending.sequence_index != sequence_index:
             if pending is not None:
                 flush(pending)
@@ -517,7 +547,15 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
         per_sequence=per_sequence, overall=overall.compute(),
         by_motion={k: v.compute() for k, v in by_motion.items() if v.counts},
         error_by_depth_m=by_depth.table(), error_by_normalised_depth=by_norm.table(),
-        sheet=sheet, seconds=time.perf_counter() - start, num_items=total)
+        sheet=sheet, seconds=time.perf_counter() - start, num_items=total,
+        confidence={k: v.compute() for k, v in confidence.items() if v.count})
+
+
+def _split_prediction(output: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A predictor's output -> (depth_m, confidence or None)."""
+    if isinstance(output, Mapping):
+        return output["depth_m"], output.get("confidence")
+    return output, None
 
 
 def _item_is_dynamic(dataset: Dataset, index: int) -> bool | None:
@@ -543,7 +581,7 @@ def _temporal_pass(predict: Predictor, dataset: Dataset, seq_metrics: dict[int, 
         batch = mask_to_focus_range(_batched(item), valid_range_margin)
         current = {"sequence_index": int(_scalar(item["sequence_index"])),
                    "frame_index": _scalar(item["frame_index"]) if "frame_index" in item else None,
-                   "pred": predict(batch), "gt": batch["depth_m"].float(),
+                   "pred": _split_prediction(predict(batch))[0], "gt": batch["depth_m"].float(),
                    "valid": batch["valid"].bool(), "flow": batch["flow"].float()}
         if previous is not None and previous["sequence_index"] == current["sequence_index"] and (
                 current["frame_index"] is None or current["frame_index"] == previous["frame_index"] + 1):
@@ -612,6 +650,14 @@ TEMPORAL_COLUMNS = (("temporal_err_m", "flow-aligned Δ error (m)", "{:.3g}"),
                     ("temporal_coverage", "coverage", "{:.0%}"))
 
 
+CONFIDENCE_COLUMNS = (("absrel_all", "AbsRel all", "{:.3f}"),
+                      ("absrel_top50", "AbsRel most confident 50 %", "{:.3f}"),
+                      ("absrel_oracle_top50", "AbsRel best 50 % (oracle)", "{:.3f}"),
+                      ("ause_absrel", "AUSE AbsRel", "{:.3f}"),
+                      ("aurg_absrel", "AURG AbsRel", "{:.3f}"),
+                      ("ause_rmse", "AUSE RMSE (m)", "{:.3g}"))
+
+
 def results_markdown(summary: Mapping[str, Any]) -> str:
     """The ``metrics.md`` of one evaluation."""
     groups = [("all", summary["all"])] + [(k, summary["by_motion"][k])
@@ -630,6 +676,13 @@ def results_markdown(summary: Mapping[str, Any]) -> str:
     if temporal:
         parts += ["\n## Temporal stability (consecutive windows, along ground-truth flow)\n",
                   markdown_table(temporal, TEMPORAL_COLUMNS)]
+    if summary.get("confidence"):
+        conf = summary["confidence"]
+        rows = [("all", conf)] + [(k, conf["by_motion"][k]) for k in ("static", "dynamic")
+                                  if k in conf.get("by_motion", {})]
+        heading = (f"\n## Confidence (sparsification, {conf['steps']} steps; per image, then "
+                   "mean over images)\n")
+        parts += [heading, markdown_table(rows, CONFIDENCE_COLUMNS)]
     return "\n".join(parts)
 
 
@@ -739,6 +792,11 @@ def build_summary(result: EvaluationResult, *, model: Mapping[str, Any], data: M
         "seconds": result.seconds,
         "error_by_depth_m": result.error_by_depth_m,
         "error_by_normalised_depth": result.error_by_normalised_depth,
+        # only for models that output a confidence: how well it ranks the errors (metres)
+        **({"confidence": {**result.confidence["all"],
+                           "by_motion": {k: v for k, v in result.confidence.items()
+                                         if k != "all"}}}
+           if result.confidence.get("all") else {}),
     })
 
 
@@ -781,7 +839,8 @@ def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: 
     if align:
         accuracy_set = FlowAlignedFrames(accuracy_set)
         temporal_set = FlowAlignedFrames(temporal_set) if temporal_set is not None else None
-    result = evaluate_dataset(model_predictor(under_test.model, device), accuracy_set,
+    result = evaluate_dataset(model_predictor(under_test.model, device, with_confidence=True),
+                              accuracy_set,
                               temporal_set, sheet_count=sheet_count, depth_ranges=ranges,
                               valid_range_margin=valid_range_margin, progress=progress)
     normalisation = ("each sequence's scene depth range (near_m, far_m of the generator)"

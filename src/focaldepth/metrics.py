@@ -536,3 +536,179 @@ def mean_of_rows(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
     for row in rows:
         accumulator.add(row)
     return accumulator.compute()
+
+
+# --- confidence quality: sparsification curves --------------------------------------------
+# Does error fall as confidence rises? Per image, the valid pixels are ranked by confidence
+# and the least confident fraction f is removed, for f = 0, 1/steps, ..., (steps-1)/steps
+# (``keep = N - floor(f N)`` pixels stay); the curve is the AbsRel (or RMSE) of what remains.
+# The oracle curve removes by true error instead (the best any confidence could do). AUSE is
+# the trapezoid area between the two over those fractions (0 = perfectly informative
+# confidence); AURG is the area between the flat "random" curve (the all-pixel value) and the
+# sparsification curve (> 0: better than random). Ties in confidence (a constant or saturated
+# map) are broken in expectation: a tie group that is cut contributes its mean error, so a
+# constant confidence gives an exactly flat curve. Non-finite confidence counts as least
+# confident. Aggregation over a data set is per image, then the mean over images, like every
+# other metric here (so ``absrel_all`` equals the data set's ``absrel``); the mean of per-image
+# AUSEs is the AUSE of the mean curves.
+
+SPARSIFICATION_STEPS = 20
+CONFIDENCE_SCALARS = (
+    "ause_absrel", "aurg_absrel", "ause_rmse", "aurg_rmse",
+    "absrel_all", "absrel_top50", "absrel_oracle_top50",
+)
+
+
+def sparsification_fractions(steps: int = SPARSIFICATION_STEPS) -> torch.Tensor:
+    """Fractions of the least confident pixels removed: ``k / steps``, k = 0 .. steps-1."""
+    if steps < 2:
+        raise ValueError(f"sparsification steps: need at least 2, got {steps}")
+    return torch.arange(steps, dtype=torch.float64) / steps
+
+
+def _kept_mean_curve(error: torch.Tensor, score: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``error`` over the ``keep[k]`` pixels of highest ``score`` (1-D), ties in
+    ``score`` resolved in expectation (each tied pixel carries its group's mean error)."""
+    order = torch.argsort(score, descending=True, stable=True)
+    score_sorted, error_sorted = score[order], error[order]
+    _, group, counts = torch.unique_consecutive(score_sorted, return_inverse=True,
+                                                return_counts=True)
+    group_sum = torch.zeros(counts.numel(), dtype=error.dtype).index_add_(0, group, error_sorted)
+    error_sorted = (group_sum / counts.to(error.dtype))[group]
+    cumulative = torch.cat([error.new_zeros(1), error_sorted.cumsum(0)])
+    return cumulative[keep] / keep.to(error.dtype)
+
+
+def _trapezoid(values: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    return torch.trapezoid(values, fractions, dim=-1)
+
+
+def per_image_sparsification(
+    pred_m: torch.Tensor,
+    gt_m: torch.Tensor,
+    valid: torch.Tensor | None,
+    confidence: torch.Tensor,
+    steps: int = SPARSIFICATION_STEPS,
+) -> dict[str, torch.Tensor]:
+    """Sparsification and oracle curves per image (module section above).
+
+    ``confidence`` ``(B, 1, H, W)``, higher = more trusted. Returns ``(B, steps)`` curves
+    ``sparsification_absrel``, ``oracle_absrel``, ``sparsification_rmse``, ``oracle_rmse`` and
+    ``(B,)`` scalars :data:`CONFIDENCE_SCALARS` (``absrel_top50``: AbsRel of the most confident
+    half, ``absrel_oracle_top50``: of the half with the lowest true AbsRel); nan rows for an
+    image without valid pixels."""
+    valid = _check_depth_pair(pred_m, gt_m, valid)
+    if confidence.shape != pred_m.shape:
+        raise ValueError(
+            f"confidence: expected shape {tuple(pred_m.shape)}, got {tuple(confidence.shape)}"
+        )
+    fractions = sparsification_fractions(steps)
+    batch = pred_m.shape[0]
+    nan_curve = torch.full((steps,), math.nan, dtype=torch.float64)
+    curves: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("sparsification_absrel", "oracle_absrel", "sparsification_rmse",
+                        "oracle_rmse")}
+    halves: dict[str, list[torch.Tensor]] = {"absrel_top50": [], "absrel_oracle_top50": []}
+    for i in range(batch):
+        mask = valid[i, 0]
+        count = int(mask.sum())
+        if count == 0:
+            for values in curves.values():
+                values.append(nan_curve)
+            for values in halves.values():
+                values.append(torch.tensor(math.nan, dtype=torch.float64))
+            continue
+        gt = gt_m[i, 0][mask].detach().double().clamp_min(METRE_FLOOR)
+        pred = pred_m[i, 0][mask].detach().double().clamp_min(METRE_FLOOR)
+        score = confidence[i, 0][mask].detach().double()
+        score = torch.where(torch.isfinite(score), score, torch.full_like(score, -math.inf))
+        rel, sq = (pred - gt).abs() / gt, (pred - gt) ** 2
+        keep = count - torch.floor(fractions * count).long()
+        curves["sparsification_absrel"].append(_kept_mean_curve(rel, score, keep))
+        curves["oracle_absrel"].append(_kept_mean_curve(rel, -rel, keep))
+        curves["sparsification_rmse"].append(_kept_mean_curve(sq, score, keep).sqrt())
+        curves["oracle_rmse"].append(_kept_mean_curve(sq, -sq, keep).sqrt())
+        half = torch.tensor([count - count // 2])
+        halves["absrel_top50"].append(_kept_mean_curve(rel, score, half)[0])
+        halves["absrel_oracle_top50"].append(_kept_mean_curve(rel, -rel, half)[0])
+    out = {name: torch.stack(values) for name, values in curves.items()}
+    out.update({name: torch.stack(values) for name, values in halves.items()})
+    for metric in ("absrel", "rmse"):
+        spars, oracle = out[f"sparsification_{metric}"], out[f"oracle_{metric}"]
+        out[f"ause_{metric}"] = _trapezoid(spars - oracle, fractions)
+        out[f"aurg_{metric}"] = _trapezoid(spars[:, :1] - spars, fractions)
+    out["absrel_all"] = out["sparsification_absrel"][:, 0]
+    return out
+
+
+class ConfidenceAccumulator:
+    """Per-image sparsification results summed over a data set; :meth:`compute` gives the mean
+    over images (images without valid pixels left out)."""
+
+    def __init__(self, steps: int = SPARSIFICATION_STEPS) -> None:
+        self.steps = steps
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def update(self, pred_m, gt_m, valid, confidence) -> None:
+        rows = per_image_sparsification(pred_m, gt_m, valid, confidence, self.steps)
+        has = ~torch.isnan(rows["absrel_all"])
+        for name, values in rows.items():
+            total = values[has].sum(0)
+            self.sums[name] = self.sums[name] + total if name in self.sums else total
+        self.count += int(has.sum())
+
+    def merge(self, other: ConfidenceAccumulator) -> None:
+        if other.steps != self.steps:
+            raise ValueError("ConfidenceAccumulator.merge: different numbers of steps")
+        for name, total in other.sums.items():
+            self.sums[name] = self.sums[name] + total if name in self.sums else total.clone()
+        self.count += other.count
+
+    def compute(self) -> dict[str, object]:
+        """Mean over images: the scalars, the curves as lists and ``fraction_removed``; plus
+        ``num_images``, ``steps`` and ``aggregation``. Empty (only counts) if no image."""
+        result: dict[str, object] = {"num_images": self.count, "steps": self.steps,
+                                     "aggregation": "per image, then mean over images"}
+        if self.count == 0:
+            return result
+        mean = {name: total / self.count for name, total in self.sums.items()}
+        result.update({name: float(mean[name]) for name in CONFIDENCE_SCALARS})
+        result["fraction_removed"] = sparsification_fractions(self.steps).tolist()
+        for name in ("sparsification_absrel", "oracle_absrel", "sparsification_rmse",
+                     "oracle_rmse"):
+            result[name] = mean[name].tolist()
+        return result
+
+
+def _as_depth_map(name: str, value) -> torch.Tensor:
+    tensor = torch.as_tensor(value)
+    if tensor.ndim == 2:
+        tensor = tensor[None, None]
+    elif tensor.ndim == 3:
+        tensor = tensor[:, None]
+    if tensor.ndim != 4 or tensor.shape[1] != 1:
+        raise ValueError(f"{name}: expected (H, W), (B, H, W) or (B, 1, H, W), got "
+                         f"{tuple(tensor.shape)}")
+    return tensor
+
+
+def confidence_report(pred_m, gt_m, valid=None, confidence=None, *,
+                      steps: int = SPARSIFICATION_STEPS) -> dict[str, object]:
+    """How well a confidence map ranks a depth map's errors, for numpy arrays or tensors of
+    shape ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)`` (``valid`` boolean or None; pixels
+    count only where the ground truth is also finite and positive).
+
+    Returns ``ause_absrel``, ``aurg_absrel``, ``ause_rmse``, ``aurg_rmse``, ``absrel_all``,
+    ``absrel_top50`` (most confident half), ``absrel_oracle_top50`` (half with the lowest
+    true AbsRel), the curves ``sparsification_absrel`` / ``oracle_absrel`` /
+    ``sparsification_rmse`` / ``oracle_rmse`` against ``fraction_removed``, ``num_images``,
+    ``steps`` and ``aggregation`` (per image, then the mean over images)."""
+    if confidence is None:
+        raise ValueError("confidence_report: a confidence map is required")
+    pred, gt = _as_depth_map("pred_m", pred_m), _as_depth_map("gt_m", gt_m)
+    conf = _as_depth_map("confidence", confidence)
+    mask = None if valid is None else _as_depth_map("valid", valid).bool()
+    accumulator = ConfidenceAccumulator(steps)
+    accumulator.update(pred.double(), gt.double(), mask, conf.double())
+    return accumulator.compute()
