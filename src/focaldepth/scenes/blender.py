@@ -28,7 +28,6 @@ installed, and every function that renders raises a clear error when it is not.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 import tempfile
@@ -39,16 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from focaldepth.errors import UserError
+from focaldepth.scenes.backends import blender_available  # also re-exported from here
 from focaldepth.scenes.motion import camera_centres
 from focaldepth.scenes.procedural import Scene, Surface
 
 MASK_RESOLUTION_PX = 512  # outline masks: texels across the shape's unit disc
 PIXEL_FILTER = "BOX"  # 1-pixel box filter: the same pixel footprint as the supersampled AIF
-
-
-def blender_available() -> bool:
-    """Whether ``bpy`` (Blender as a Python module) can be imported."""
-    return importlib.util.find_spec("bpy") is not None
 
 
 def blender_version() -> str:

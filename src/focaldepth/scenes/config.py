@@ -235,7 +235,7 @@ def check_scene_config(cfg: SceneConfig, path: object | None = None) -> None:
     if r.backend not in BACKENDS:
         _fail("render.backend", f"must be one of {list(BACKENDS)}, got {r.backend!r}", path)
     if r.backend == "blender":
-        from focaldepth.scenes.blender import blender_available
+        from focaldepth.scenes.backends import blender_available
 
         if not blender_available():
             _fail("render.backend", "blender needs the bpy package: pip install 'focaldepth[blender]'", path)

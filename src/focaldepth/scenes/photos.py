@@ -22,6 +22,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from focaldepth.scenes.colour import colourise, random_colour
+
 # skimage.data loaders that read files inside the wheel (no pooch download). Motorcycle is
 # left out on purpose: it is our real RGB-D evaluation scene.
 PHOTO_SOURCES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "grass",
@@ -64,8 +66,6 @@ def _orient(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def _colour_grey(rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
-    from focaldepth.scenes.textures import colourise, random_colour
-
     if rng.uniform() < 0.5:
         return colourise(rng, grey)
     tint = 0.5 + 0.5 * random_colour(rng)

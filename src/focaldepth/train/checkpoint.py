@@ -8,6 +8,8 @@ match the architecture its config names fails loudly instead of loading partiall
 
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +35,34 @@ class LoadedModel:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def read_lightning_checkpoint(path: str | Path,
+                              map_location: str | torch.device = "cpu") -> Any:
+    """The raw contents of a Lightning ``.ckpt``, read with ``torch.load(weights_only=True)``.
+
+    Loading a checkpoint must never run code: a pickle can name any callable (``os.system``)
+    and ``weights_only=False`` would call it. The checkpoints ``focaldepth train`` writes hold
+    only tensors and plain containers (model, AdamW and LambdaLR state, loop and callback state,
+    the config as a dict), which the weights-only unpickler accepts as they are, so no extra
+    type is allow-listed. Anything else is refused with a one-line :class:`UserError`."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message is a paragraph; keep the one fact that matters: what it refused
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f"it references {refused.group(1)}" if refused else "it holds objects"
+        raise UserError(f"refusing to load checkpoint: {what}, which checkpoints written by "
+                        "focaldepth never contain (loading it could run code)", path) from None
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's problem here
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise UserError(f"cannot read checkpoint ({type(error).__name__}: {first})", path) from None
+
+
 def model_from_lightning_checkpoint(path: str | Path,
                                     map_location: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model of a ``focaldepth train`` checkpoint from its embedded config."""
     path = Path(path)
-    try:
-        # weights_only=False: Lightning checkpoints hold optimiser/loop state, not just tensors.
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the user's problem here
-        raise UserError(f"cannot read checkpoint ({type(error).__name__}: {error})", path) from None
+    checkpoint = read_lightning_checkpoint(path, map_location)
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict) or "model_name" not in meta:
         raise UserError("not a focaldepth training checkpoint (no embedded config)", path)

@@ -34,6 +34,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from focaldepth import models
 from focaldepth.errors import UserError
 from focaldepth.io.atomic import atomic_path, atomic_write_text
+from focaldepth.train.checkpoint import read_lightning_checkpoint
 from focaldepth.train.config import (
     RESUMABLE_CHANGES,
     TrainConfig,
@@ -189,8 +190,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     ckpt_path = check_run_folder(config, run_dir, resume, config_path)
     resumed_from = None
     if ckpt_path is not None:
-        resumed_from = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)
-                           .get("global_step", 0))
+        # weights-only read first: a crafted last.ckpt is refused before Lightning opens it
+        resumed_from = int(read_lightning_checkpoint(ckpt_path).get("global_step", 0))
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -203,7 +204,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if is_primary_process():
         atomic_write_text(run_dir / CONFIG_NAME, dump_yaml(config))
     trainer, best, timer = build_trainer(config, run_dir)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     result = TrainResult(
         run_dir=str(run_dir), global_step=int(trainer.global_step), max_steps=config.trainer.max_steps,
         best_val_loss=None if best.best_model_score is None else float(best.best_model_score),
