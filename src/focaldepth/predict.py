@@ -37,9 +37,10 @@ DEFAULT_MAX_PIXELS = 57_600
 # Pseudo focus distances used when the metadata gives none: relative depth only.
 RELATIVE_NEAR_M, RELATIVE_FAR_M = 0.5, 1.0
 OUTPUT_RESOLUTIONS = ("input", "working")
-# torch threads for predict: one. While another process held one of the two cores, two
-# threads took 2,008 ms per forward pass against 115 ms for one (issue 10); on an idle
-# machine two threads gain little at this size (measured in the commit adding --threads).
+# torch threads for predict: one. With another process on one of the two cores, the default
+# model's forward pass (5 x 320x180) took 358 ms with one thread and 3,897 ms with two (median
+# of 5, 2026-12-01; issue 10 saw 115 vs 2,008 ms): a thread that waits for a busy core stalls
+# every parallel op. Two threads only pay on an idle machine: ask for them with --threads 2.
 DEFAULT_THREADS = 1
 # Height of the side-by-side video: the depth holds no more detail than the working grid,
 # and encoding full-height 1080p panels took longer than predicting (issue 10).
@@ -213,11 +214,19 @@ class StreamingPredictor:
         small = cv2.resize(frame_rgb8, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         if self.aligner is not None and self.buffer and self.window > 1:
-            newest = self.aligner.displacement(gray, self.buffer[-1][1])  # current -> previous
-            self.flows_computed += 1
-            kept = list(self.displacements)[1:] if len(self.buffer) == self.window else list(self.displacements)
-            self.displacements = deque([self.aligner.compose(newest, d) for d in kept[:-1]] + [newest],
-                                       maxlen=self.window)
+            if len(self.displacements) != len(self.buffer):  # frames put into the buffer directly
+                kept_frames = list(self.buffer)[1:] if len(self.buffer) == self.window else list(self.buffer)
+                self.displacements = deque([self.aligner.displacement(gray, entry[1]) for entry in kept_frames],
+                                           maxlen=self.window)
+                self.flows_computed += len(kept_frames)
+            else:
+                newest = self.aligner.displacement(gray, self.buffer[-1][1])  # current -> previous
+                self.flows_computed += 1
+                kept = list(self.displacements)[1:] if len(self.buffer) == self.window else list(self.displacements)
+                self.displacements = deque([self.aligner.compose(newest, d) for d in kept[:-1]] + [newest],
+                                           maxlen=self.window)
+        elif len(self.displacements) != len(self.buffer):
+            self.displacements = deque([None] * len(self.buffer), maxlen=self.window)
         self.buffer.append((small, gray, self._focus_value(focus_distance_m)))
         self.displacements.append(None)
         self._current_full = frame_rgb8
