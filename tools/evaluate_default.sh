@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-METHODS=${*:-sweepnet_default sweepnet_default_v2 sweepnet_default_v1 classical}
+METHODS=${*:-sweepnet_default sweepnet_default_v4 sweepnet_default_v2 sweepnet_default_v1 classical}
 SETS="cpu_test:5 cpu_test_v2:10 cpu_test_blender:5 cpu_test_blender_v2:8"
 for method in $METHODS; do
   for entry in $SETS; do

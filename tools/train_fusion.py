@@ -31,7 +31,6 @@ from validation_sets import dfd_sweeps, stacks  # noqa: E402
 from focaldepth import models  # noqa: E402
 from focaldepth.data import FocusSweepDataset  # noqa: E402
 from focaldepth.defocus_volume import defocus_volume_depth  # noqa: E402
-from focaldepth.models.hybrid import sweep_units  # noqa: E402
 from focaldepth.predict import load_model, shipped_weights_path  # noqa: E402
 
 
@@ -91,10 +90,11 @@ def loss_of(model, entry):
     stack, vote, physics = entry
     frames, focus, camera, gt, valid = stack
     out = model.combine(frames, focus, camera, vote, physics)
-    focus_dpt = 1.0 / focus
     hyp = physics["hypotheses_dpt"]
     gt_dpt = (1.0 / gt.clamp_min(1e-6)).clamp(hyp[:, :1, None, None], hyp[:, -1:, None, None])
-    error = (sweep_units(1.0 / out["depth_m"], focus_dpt) - sweep_units(gt_dpt, focus_dpt)).abs()
+    # L1 of log depth: relative errors, near and far alike (inverse-depth L1 in sweep units let
+    # the far part, where the vote fails and AbsRel is made, count for almost nothing).
+    error = (torch.log(out["depth_m"].clamp_min(1e-6)) + torch.log(gt_dpt)).abs()
     mask = valid & torch.isfinite(error)
     return error[mask].mean()
 
@@ -147,12 +147,12 @@ def main() -> None:
                 loss.backward()
                 optimiser.step()
                 schedule.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         model.fusion.eval()
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if epoch else None,
                **{name: evaluate(model, cached) for name, cached in val.items()}}
-        # selection: the mean over both validation sets of AbsRel
-        row["select"] = float(np.mean([row[name][0] for name in val]))
+        # selection: the mean over both validation sets of AbsRel and of 1 - δ1
+        row["select"] = float(np.mean([0.5 * (row[name][0] + 1.0 - row[name][1]) for name in val]))
         history.append(row)
         print(json.dumps(row), flush=True)
         if best is None or row["select"] < best["select"]:

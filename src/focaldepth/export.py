@@ -36,7 +36,10 @@ def load_for_export(name_or_path: str) -> torch.nn.Module:
         return load_trained_model(name_or_path).model
     from focaldepth.predict import load_model
 
-    return load_model(name_or_path).eval()
+    model = load_model(name_or_path).eval()
+    # A hybrid model's physics (FFT plane sweep, Bessel-function OTFs) has no ONNX operators:
+    # the graph holds the learned vote; the plane sweep is documented in docs/export.md.
+    return getattr(model, "without_physics", lambda: model)().eval()
 
 
 def output_names(model: torch.nn.Module) -> tuple[str, ...]:
