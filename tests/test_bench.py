@@ -20,7 +20,8 @@ def test_render_benchmark_quick_writes_json_with_reference(tmp_path):
 def test_predict_benchmark_reports_constant_memory_fields(tmp_path):
     from focaldepth.bench.predict import run
 
-    result = run(sizes_hw=((48, 64),), num_frames=12, reference_runs=1)
+    # smoke size: one tiny whole-command case instead of the 640x360 / 1080p ones
+    result = run(sizes_hw=((48, 64),), num_frames=12, reference_runs=1, command_cases=((48, 64, 5, 8, {}),))
     case = result["results"][0]
     assert case["frames_per_s"] > 0 and case["window"] == 5
     assert case["rss_at_end_mib"] > 0 and case["frame_time_over_reference"] > 0
