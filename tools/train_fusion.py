@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, "tools")
-from tune_hybrid import scores  # noqa: E402
 from validation_sets import dfd_sweeps, stacks  # noqa: E402
+from validation_sets import scores_inside_beyond as scores  # noqa: E402
 
 from focaldepth import models  # noqa: E402
 from focaldepth.data import FocusSweepDataset  # noqa: E402

@@ -13,31 +13,17 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, "tools")
+from validation_sets import scores_inside_beyond as scores  # noqa: E402
 from validation_sets import stacks  # noqa: E402
 
 from focaldepth.defocus_volume import defocus_volume_depth  # noqa: E402
-from focaldepth.metrics import absrel, depth_metrics  # noqa: E402
 from focaldepth.models.hybrid import SweepNetPhysics  # noqa: E402
 from focaldepth.predict import load_model  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 POWERS = (0.5, 1.0, 2.0)
-
-
-def scores(pred, stack) -> list[float]:
-    frames, focus, camera, gt, valid = stack
-    if pred.shape[-2:] != gt.shape[-2:]:
-        pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear")
-    near, far = float(focus.min()), float(focus.max())
-    inside = (gt >= near) & (gt <= far)
-    outside = ((gt < near) | (gt > far)) & (gt <= 2 * far)
-    m = depth_metrics(pred, gt, valid)
-    ins = float(absrel(pred, gt, valid & inside)[0]) if (valid & inside).any() else np.nan
-    out = float(absrel(pred, gt, valid & outside)[0]) if (valid & outside).sum() > 0.01 * valid.sum() else np.nan
-    return [float(m["absrel"]), float(m["delta1"]), ins, out]
 
 
 def main(specs: list[str]) -> None:

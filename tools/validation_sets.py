@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from focaldepth import rgbd_eval
 from focaldepth.data import FocusSweepDataset
-from focaldepth.metrics import depth_metrics
+from focaldepth.metrics import absrel, depth_metrics
 from focaldepth.optics import Camera, dioptric_ramp
 
 Stack = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # frames, focus, camera, depth, valid
@@ -71,3 +71,19 @@ def report(title: str, results: dict[str, list]) -> None:
     for name, rows in results.items():
         mean = np.mean(rows, axis=0)
         print(f"  {name[-30:]:30s} AbsRel {mean[0]:.3f} RMSE {mean[1]:.3f} d1 {mean[2]:.3f}", flush=True)
+
+
+def scores_inside_beyond(pred: torch.Tensor, stack: Stack) -> list[float]:
+    """[AbsRel, δ<1.25, AbsRel inside the swept focus range, AbsRel beyond it (nearer than the
+    nearest focus, or up to twice the farthest; nan where under 1 % of the valid pixels are)]."""
+    frames, focus, camera, gt, valid = stack
+    if pred.shape[-2:] != gt.shape[-2:]:
+        pred = F.interpolate(pred, size=gt.shape[-2:], mode="bilinear")
+    near, far = float(focus.min()), float(focus.max())
+    inside = (gt >= near) & (gt <= far)
+    beyond = ((gt < near) | (gt > far)) & (gt <= 2 * far)
+    metrics = depth_metrics(pred, gt, valid)
+    ins = float(absrel(pred, gt, valid & inside)[0]) if (valid & inside).any() else float("nan")
+    enough = (valid & beyond).sum() > 0.01 * valid.sum()
+    out = float(absrel(pred, gt, valid & beyond)[0]) if enough else float("nan")
+    return [float(metrics["absrel"]), float(metrics["delta1"]), ins, out]
