@@ -256,3 +256,31 @@ def test_cli_no_meta_folder_warns_on_one_line(tmp_path):
     assert len(warnings) == 1 and "no meta.json" in warnings[0] and "RELATIVE" in warnings[0]
     assert "relative" in run.stdout.lower()
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["sweep_direction_source"] == "given"
+
+
+def test_select_slices_spreads_over_the_focus_range_and_keeps_the_newest():
+    from focaldepth.predict import select_slices
+
+    ramp = list(np.linspace(0.5, 3.0, 32))  # one slow 32-frame sweep
+    chosen = select_slices(ramp, 8)
+    assert len(chosen) == 8 and chosen[-1] == 31 and chosen == sorted(set(chosen))
+    dioptres = 1.0 / np.asarray(ramp)[chosen]
+    assert dioptres.max() - dioptres.min() > 0.9 * (1 / 0.5 - 1 / 3.0)  # covers the range
+    assert select_slices(ramp[:6], 8) == list(range(6))
+    assert select_slices(ramp, None) == list(range(32))
+    # Two ramps in the window: among frames of equal focus the recent one is chosen.
+    two = [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]
+    assert select_slices(two, 3) == [3, 4, 5]
+
+
+def test_long_window_costs_as_much_as_max_slices_frames():
+    focus = list(np.linspace(0.5, 3.0, 24))
+    calls = []
+
+    model = create("sweepnet_test")
+    model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[1]))
+    predictor = StreamingPredictor(model, CAMERA, focus, 64, 96, window=24, max_slices=6)
+    rng = np.random.default_rng(0)
+    for value in focus:
+        predictor.push(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), value)
+    assert max(calls) == 6 and calls[-1] == 6

@@ -89,6 +89,11 @@ def working_scale(camera: Camera, focus_distance_m: list[float | None], height: 
     return max(scale, 32.0 / min(height, width))  # never below 32 px on the short side
 
 
+# A long window (a slow sweep, a 32-frame stack) is read through at most this many of its frames,
+# spread evenly over its focus range (the newest always among them), so the per-frame cost of
+# the network, the plane sweep and the warps stays flat in the window length. 10 = the most
+# slices the shipped models were trained on (data.num_frames).
+MAX_SLICES = 10
 STILL_FLOW_PX = 0.5  # flow below this is treated as no motion (see FlowAligner.align)
 
 
@@ -163,13 +168,18 @@ class StreamingPredictor:
             :func:`guided_upsample`) or ``"bilinear"``.
         all_in_focus: also return an all-in-focus RGB image per frame (see
             :meth:`_all_in_focus`).
+        max_slices: at most this many frames of the window go into one estimate (see
+            :func:`select_slices`); None = all of them.
     """
 
     def __init__(self, model: DepthModel, camera: Camera, focus_distance_m: list[float | None],
                  height: int, width: int, *, window: int | None = None, align: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = "cpu",
                  far_to_near: bool = False, output_resolution: str = "input", upsample: str = "guided",
-                 all_in_focus: bool = False):
+                 all_in_focus: bool = False, max_slices: int | None = MAX_SLICES):
+        if max_slices is not None and max_slices < 2:
+            raise UserError(f"max_slices must be at least 2, got {max_slices}")
+        self.max_slices = max_slices
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise UserError(f"unknown output resolution {output_resolution!r} (choose {' or '.join(OUTPUT_RESOLUTIONS)})")
         if upsample not in ("guided", "bilinear"):
@@ -249,19 +259,22 @@ class StreamingPredictor:
             if count > 1 else np.array([0.5 * (near_dpt + far_dpt)])
         return list(1.0 / dioptres)
 
-    def _aligned_window(self) -> np.ndarray:
-        """The window in the newest frame's coordinates; each frame is resampled once, from
-        its own pixels, along its composed displacement (static pixels not at all)."""
+    def _aligned_window(self, indices: list[int] | None = None) -> np.ndarray:
+        """The chosen frames of the window in the newest frame's coordinates; each frame is
+        resampled once, from its own pixels, along its composed displacement (static pixels
+        not at all)."""
         frames = []
-        for (rgb, _, _), displacement in zip(self.buffer, self.displacements):
+        for index in range(len(self.buffer)) if indices is None else indices:
+            rgb, displacement = self.buffer[index][0], self.displacements[index]
             frames.append(rgb if displacement is None or self.aligner is None
                           else self.aligner.warp(rgb, displacement))
         return np.stack(frames)
 
-    def _aligned_full_window(self) -> np.ndarray:
+    def _aligned_full_window(self, indices: list[int] | None = None) -> np.ndarray:
         """Full-resolution window aligned with the working-resolution displacements (scaled)."""
         frames = []
-        for full, displacement in zip(self.full_frames, self.displacements):
+        for index in range(len(self.full_frames)) if indices is None else indices:
+            full, displacement = self.full_frames[index], self.displacements[index]
             if displacement is None or self.aligner is None:
                 frames.append(full)
                 continue
@@ -271,7 +284,7 @@ class StreamingPredictor:
             frames.append(self.aligner.warp(full, field))
         return np.stack(frames)
 
-    def _all_in_focus(self, outputs: dict, frames: torch.Tensor) -> np.ndarray | None:
+    def _all_in_focus(self, outputs: dict, frames: torch.Tensor, indices: list[int]) -> np.ndarray | None:
         """uint8 ``(H, W, 3)`` at the output resolution: the model's own ``all_in_focus`` (or the
         classical ``aif``) if it gives one, else the focus-weighted composite
         sum_s w_s * frame_s of the aligned window; None for a model with neither."""
@@ -281,7 +294,7 @@ class StreamingPredictor:
             return None
         if self.output_resolution == "input" and (self.work_h, self.work_w) != (self.height, self.width):
             if weights is not None:  # composite the full-resolution frames with upsampled weights
-                full = torch.from_numpy(self._aligned_full_window()).permute(0, 3, 1, 2).float()
+                full = torch.from_numpy(self._aligned_full_window(indices)).permute(0, 3, 1, 2).float()
                 up = F.interpolate(weights[0].float().cpu()[:, None], size=(self.height, self.width),
                                    mode="bilinear", align_corners=False)
                 image = (up * full).sum(dim=0, keepdim=True) / up.sum(dim=0, keepdim=True).clamp_min(1e-6) / 255.0
@@ -301,9 +314,10 @@ class StreamingPredictor:
         usable = count >= needed and distinct_focus
         if not usable:
             return self._fallback(focus)
-        frames = torch.from_numpy(self._aligned_window()).to(self.device)
+        indices = select_slices(focus, self.max_slices)
+        frames = torch.from_numpy(self._aligned_window(indices)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
-        focus_t = torch.tensor([focus], dtype=torch.float32, device=self.device)
+        focus_t = torch.tensor([[focus[i] for i in indices]], dtype=torch.float32, device=self.device)
         camera = camera_tensor([self.camera], device=self.device)
         with torch.inference_mode():
             outputs = self.model(frames, focus_t, camera)
@@ -311,7 +325,7 @@ class StreamingPredictor:
         confidence = outputs.get("confidence", torch.ones_like(inverse_depth))
         # Fewer frames than a full window: keep the estimate, lower the trust.
         confidence = confidence * min(1.0, count / self.window)
-        aif = self._all_in_focus(outputs, frames) if self.want_aif else None
+        aif = self._all_in_focus(outputs, frames, indices) if self.want_aif else None
         if self.out_hw == (self.work_h, self.work_w):
             return FramePrediction(self._upsample(1.0 / inverse_depth), self._upsample(confidence), count, aif)
         if self.upsample == "guided":
@@ -341,6 +355,25 @@ class StreamingPredictor:
             frame = self._current_full if self.output_resolution == "input" else self.buffer[-1][0]
             aif = np.ascontiguousarray(frame)
         return FramePrediction(np.full(shape, guess, np.float32), np.zeros(shape, np.float32), len(self.buffer), aif)
+
+
+def select_slices(focus_distance_m: list[float], max_slices: int | None) -> list[int]:
+    """Indices (oldest first) of at most ``max_slices`` frames of a window, spread evenly over
+    its dioptric focus range: for each of ``max_slices`` evenly spaced target dioptres the
+    nearest unchosen frame, the most recent one among equals (recent frames are the best
+    aligned). The newest frame is always chosen: depth is reported in its coordinates."""
+    count = len(focus_distance_m)
+    if max_slices is None or count <= max_slices:
+        return list(range(count))
+    dioptres = 1.0 / np.asarray(focus_distance_m, dtype=np.float64)
+    chosen = {count - 1}
+    targets = np.linspace(dioptres.min(), dioptres.max(), max_slices)
+    # Serve the targets farthest from the newest frame's focus first, so the newest frame
+    # takes the place of the target nearest to it rather than adding a duplicate.
+    for target in sorted(targets, key=lambda t: -abs(t - dioptres[-1]))[:max_slices - 1]:
+        free = [i for i in range(count) if i not in chosen]
+        chosen.add(min(free, key=lambda i: (round(abs(dioptres[i] - target), 9), -i)))
+    return sorted(chosen)
 
 
 def guided_upsample(value: torch.Tensor, guide_small: torch.Tensor, guide_full: torch.Tensor,
@@ -445,7 +478,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
                      overwrite: bool = False, video: bool = True, progress: bool = True,
                      far_to_near: bool | None = None, stack_align: bool = False,
                      output_resolution: str = "input", upsample: str = "guided", aif: bool = False,
-                     threads: int | None = None, video_height_px: int = VIDEO_HEIGHT_PX) -> dict:
+                     threads: int | None = None, video_height_px: int = VIDEO_HEIGHT_PX,
+                     max_slices: int | None = MAX_SLICES) -> dict:
     """Run the predictor over a sequence on disk and write ``out_dir`` atomically:
     ``depth/NNNNNN.npy`` (float32 metres, or relative inverse depth when focus distances are
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
@@ -456,7 +490,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
     depth and confidence of the whole clip, compressed; :class:`ClipWriter`), which then
     replaces the per-frame ``.npy`` files. ``output_resolution``: ``input`` or ``working``;
     ``aif``: all-in-focus images (``aif/NNNNNN.png``, or inside the one-file format);
-    ``threads``: torch and OpenCV threads (default :data:`DEFAULT_THREADS`)."""
+    ``threads``: torch and OpenCV threads (default :data:`DEFAULT_THREADS`); ``max_slices``:
+    frames of a long window read per estimate (:func:`select_slices`)."""
     import time
     from pathlib import Path
 
@@ -485,7 +520,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
     predictor = StreamingPredictor(depth_model, sequence.camera, sequence.focus_distance_m, height, width,
                                    window=window, align=align, max_pixels=max_pixels, device=device,
                                    far_to_near=far_to_near, output_resolution=output_resolution,
-                                   upsample=upsample, all_in_focus=aif)
+                                   upsample=upsample, all_in_focus=aif, max_slices=max_slices)
     check_enough_frames(predictor, len(sequence), input_path)
     near_m, far_m = display_range_m(sequence.focus_distance_m) if predictor.metric else (1.0, 2.0)
     latencies_s: list[float] = []
@@ -721,6 +756,7 @@ def run_summary(sequence, depth_model, predictor, model_name, latencies_s, depth
         "size_hw": list(sequence.size_hw),
         "working_size_hw": [predictor.work_h, predictor.work_w],
         "window_frames": predictor.window,
+        "max_slices": predictor.max_slices,
         "aligned_with_optical_flow": predictor.aligner is not None,
         "metric": predictor.metric,
         "depth_units": "metres" if predictor.metric else

@@ -33,6 +33,7 @@ def predict(
     output_resolution: Annotated[str, typer.Option("--output-resolution", help="input (upsampled to the frames) or working (the network's grid: all the information there is).")] = "input",
     upsample: Annotated[str, typer.Option(help="guided (edge-aware, by the current frame) or bilinear.")] = "guided",
     aif: Annotated[bool, typer.Option("--aif", help="Also write an all-in-focus image per frame (aif/NNNNNN.png, or in the one-file format).")] = False,
+    max_slices: Annotated[int, typer.Option("--max-slices", min=2, help="At most this many frames of a long window per estimate, spread over its focus range (flat cost per frame).")] = 10,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch/OpenCV threads (default 1: robust when the machine is shared).")] = None,
     video_height: Annotated[int, typer.Option("--video-height", min=16, help="Height cap of depth.mp4 in pixels.")] = 360,
     video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
@@ -53,7 +54,8 @@ def predict(
         input_path, out, model="classical" if method is Method.classical else model, meta_path=meta,
         device=device, window=window, align=align, max_pixels=max_pixels,
         extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near, stack_align=stack_align,
-        output_resolution=output_resolution, upsample=upsample, aif=aif, threads=threads, video_height_px=video_height)
+        output_resolution=output_resolution, upsample=upsample, aif=aif, threads=threads, video_height_px=video_height,
+        max_slices=max_slices)
     for warning in summary.get("warnings", []):
         print(f"focaldepth: warning: {warning}", file=sys.stderr)
     timing = summary["timing_s"]
