@@ -323,7 +323,7 @@ def test_colorbar_contact_sheet_and_side_by_side(tmp_path):
 
 
 def test_motorcycle_depth_is_metric_and_complete():
-    from focaldepth.demo import motorcycle_rgbd
+    from focaldepth.io.rgbd import motorcycle_rgbd
 
     image, depth_m, filled = motorcycle_rgbd()
     assert image.shape == (500, 741, 3) and depth_m.shape == (500, 741)

@@ -1,4 +1,4 @@
-"""Real-image check of the renderer (focaldepth.realcheck): its pieces on synthetic data, and
+"""Real-image check of the renderer (focaldepth.experiments.realcheck): its pieces on synthetic data, and
 the check itself on 3 real DFD indoor scenes (skipped when ../shared is absent)."""
 
 from pathlib import Path
@@ -11,8 +11,7 @@ import torch
 from skimage import data as skdata
 
 from focaldepth.errors import UserError
-from focaldepth.optics import coc_px
-from focaldepth.realcheck import (
+from focaldepth.experiments.realcheck import (
     F_NUMBER_SHARP,
     F_NUMBER_WIDE,
     DfdScene,
@@ -21,14 +20,15 @@ from focaldepth.realcheck import (
     estimate_translation_px,
     evaluate_scene,
     focus_sweep_m,
-    list_pairs,
     load_scene,
     match_exposure,
     radius2_map,
     refine_minimum_m,
-    render_defocus,
     translate_srgb,
 )
+from focaldepth.io.rgbd import list_pairs
+from focaldepth.optics import coc_px
+from focaldepth.render import render_defocus
 
 DFD_ROOT = Path(__file__).parents[1].parent / "shared" / "data" / "dfd_indoor_train"
 

@@ -1,4 +1,4 @@
-"""Real-RGB-D evaluation (focaldepth.rgbd_eval): the DFD indoor loader, the sweep protocols,
+"""Real-RGB-D evaluation (focaldepth.experiments.rgbd_eval): the DFD indoor loader, the sweep protocols,
 the final-frame shortcut through StreamingPredictor, and a tiny end-to-end run on one real
 scene (tests on ../shared skip when it is absent)."""
 
@@ -16,9 +16,7 @@ from skimage import data as skdata
 
 from focaldepth import models
 from focaldepth.errors import UserError
-from focaldepth.optics import Camera, dioptric_ramp
-from focaldepth.predict import StreamingPredictor, load_model
-from focaldepth.rgbd_eval import (
+from focaldepth.experiments.rgbd_eval import (
     COVER_PERCENTILES,
     DFD_PRESETS,
     INNER_PERCENTILES,
@@ -30,13 +28,15 @@ from focaldepth.rgbd_eval import (
     load_methods,
     main,
     outside_sweep,
-    read_dfd_depth_m,
     render_sweeps,
     run_dfd,
     scene_scale,
     select_pairs,
     sweep_range_m,
 )
+from focaldepth.io.rgbd import read_dfd_depth_m
+from focaldepth.optics import Camera, dioptric_ramp
+from focaldepth.predict import StreamingPredictor, load_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DFD_ROOT = SHARED / "data" / "dfd_indoor_train"
@@ -246,8 +246,8 @@ def test_tiny_run_on_one_downscaled_scene_writes_finite_metrics(tmp_path):
 
 
 def test_motorcycle_is_scored_on_measured_disparities_not_on_filled_holes():
-    from focaldepth.demo import motorcycle_rgbd
-    from focaldepth.rgbd_eval import motorcycle
+    from focaldepth.experiments.rgbd_eval import motorcycle
+    from focaldepth.io.rgbd import motorcycle_rgbd
 
     _, _, filled = motorcycle_rgbd()
     rgb, depth_m, valid = motorcycle(width_px=741)

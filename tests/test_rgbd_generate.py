@@ -280,7 +280,7 @@ def test_deterministic_sharded_and_resumable(shared, tmp_path):
 
 
 def test_real_shared_sources_when_present(tmp_path):
-    from focaldepth.rgbd_eval import default_shared_root
+    from focaldepth.io.rgbd import default_shared_root
 
     root = default_shared_root()
     if not (root / "data" / "dfd_indoor_train" / "pairs.csv").is_file() or not (root / "data" / "rgbd").is_dir():

@@ -31,6 +31,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from focaldepth.experiments import current_command
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "configs/tables_default.yaml"
 PRESETS = "results/rgbd_presets/metrics.json"
@@ -131,7 +133,7 @@ def presets_row(root: Path) -> tuple[dict[str, Any], str] | None:
            "data": f"Middlebury *Motorcycle*, mean of {len(presets)} camera presets "
                    f"({', '.join(presets)}), {frames} frames",
            "roles": roles, "values": values, "command": "B"}
-    command = f"python -m focaldepth.rgbd_eval --out results/rgbd_presets --methods {' '.join(methods)}"
+    command = f"python -m focaldepth.experiments.rgbd_eval --out results/rgbd_presets --methods {' '.join(methods)}"
     return row, command
 
 
@@ -147,7 +149,7 @@ def dfd_row(root: Path) -> tuple[dict[str, Any], str] | None:
            "data": f"DFD indoor, {settings['num_scenes']} scenes, mean of {len(summary['configs'])} "
                    f"sweep settings (2 cameras x 3 protocols x {frames} frames)",
            "roles": roles, "values": values, "command": "C"}
-    return row, settings["command"]
+    return row, current_command(settings["command"])  # recorded before a module moved: the path to run now
 
 
 def _cell(row: Mapping[str, Any], role: str, key: str, best: float | None, tag: str | None) -> str:

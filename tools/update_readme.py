@@ -2,7 +2,10 @@
 
 Each block sits between ``<!-- BEGIN: path -->`` and ``<!-- END: path -->`` and is replaced
 by the contents of ``path`` (a markdown table written by an evaluation or benchmark
-command), so no number in the README is typed by hand:
+command), so no number in the README is typed by hand. Commands recorded in a result file
+with a module path that has since moved (``python -m focaldepth.rgbd_eval``) are shown with
+the current path (:func:`focaldepth.experiments.current_command`); the file itself is left as
+it was written:
 
     .venv/bin/python tools/update_readme.py            # rewrite README.md and docs/*.md in place
     .venv/bin/python tools/update_readme.py --check    # exit 1 if any of them is stale
@@ -17,6 +20,8 @@ import re
 import sys
 from pathlib import Path
 
+from focaldepth.experiments import current_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- BEGIN: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- END: (?P=path) -->)", re.S)
 
@@ -24,7 +29,7 @@ BLOCK = re.compile(r"(<!-- BEGIN: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- END: (?
 def refreshed(text: str) -> str:
     def replace(match: re.Match) -> str:
         source = ROOT / match["path"]
-        body = source.read_text() if source.is_file() else f"*(not produced yet: `{match['path']}`)*\n"
+        body = current_command(source.read_text()) if source.is_file() else f"*(not produced yet: `{match['path']}`)*\n"
         return f"{match.group(1)}{body.rstrip()}\n{match.group(4)}"
 
     return BLOCK.sub(replace, text)

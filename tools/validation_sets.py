@@ -2,7 +2,7 @@
 quick model comparisons and how they are scored.
 
 * :func:`dfd_sweeps` -- DFD indoor scenes (``../shared``) seen by the real DSLR (35 mm f/2.8),
-  with cover / inner / wide 5-frame sweeps synthesised as in :mod:`focaldepth.rgbd_eval`,
+  with cover / inner / wide 5-frame sweeps synthesised as in :mod:`focaldepth.experiments.rgbd_eval`,
   downsampled 2x (about the working resolution of ``focaldepth predict``);
 * :func:`dataset_stacks` -- every ``step``-th item of a generated folder (one focus ramp);
 * :func:`score` / :func:`report` -- mean AbsRel, RMSE and δ<1.25 per method.
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from focaldepth import rgbd_eval
 from focaldepth.data import FocusSweepDataset
+from focaldepth.experiments import rgbd_eval
 from focaldepth.metrics import absrel, depth_metrics
 from focaldepth.optics import Camera, dioptric_ramp
 

@@ -29,38 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from focaldepth.errors import UserError
-from focaldepth.io import fill_invalid_depth, write_sequence, write_sequence_video
+from focaldepth.io import write_sequence, write_sequence_video
+from focaldepth.io.rgbd import motorcycle_rgbd
 from focaldepth.optics import Camera
-
-# Calibration of Middlebury 2014 Motorcycle at the quarter resolution scikit-image ships.
-MOTORCYCLE_FOCAL_PX = 994.978
-MOTORCYCLE_BASELINE_M = 0.193001
-MOTORCYCLE_DOFFS_PX = 31.086
 
 DEMO_FOCAL_LENGTH_MM = 50.0
 DEMO_F_NUMBER = 1.4
 DEMO_SENSOR_WIDTH_MM = 23.5  # APS-C
 DEMO_NUM_FRAMES = 8
 DEMO_VIDEO_FPS = 4.0  # slow enough to watch the focus move through the scene
-
-
-def motorcycle_rgbd() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Motorcycle left image (uint8 (H, W, 3)), its metric depth (float32 (H, W), holes
-    filled) and the mask of filled pixels. The data ship with scikit-image (no download)."""
-    from skimage import data
-
-    left_rgb8, _, disparity_px = data.stereo_motorcycle()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth_m = (
-            MOTORCYCLE_FOCAL_PX
-            * MOTORCYCLE_BASELINE_M
-            / (disparity_px.astype(np.float64) + MOTORCYCLE_DOFFS_PX)
-        )
-    depth_m[~np.isfinite(disparity_px)] = np.nan  # inf disparity = unknown, not zero distance
-    filled_depth_m, filled = fill_invalid_depth(
-        depth_m.astype(np.float32), "skimage stereo_motorcycle"
-    )
-    return np.ascontiguousarray(left_rgb8), filled_depth_m, filled
 
 
 def demo_camera(image_width_px: int) -> Camera:

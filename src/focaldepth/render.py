@@ -38,13 +38,14 @@ are skipped: they are exact no-ops).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from focaldepth.optics import coc_px
+from focaldepth.optics import Camera, coc_px
 
 PSFS: tuple[str, ...] = ("disk", "gaussian")
 
@@ -309,6 +310,26 @@ def render_focal_stack(image: Tensor, depth_m: Tensor, focus_distance_m: Tensor,
     coverage = (1.0 - transmittance).clamp_min(ALPHA_FLOOR)
     stack = colour.div_(coverage) if in_place else colour / coverage
     return stack.transpose(-1, -2).contiguous()
+
+
+def render_defocus(sharp_srgb: Tensor, depth_m: Tensor, focus_distance_m: Sequence[float],
+                   camera: Camera, *, f_number: float, psf: str = "disk", num_layers: int = 32,
+                   linear_light: bool = True) -> Tensor:
+    """Blur the sharp sRGB image ``(1, 3, H, W)`` as seen at ``f_number`` for each focus
+    distance: ``(S, 3, H, W)`` sRGB. ``linear_light`` blurs linearised values (physical);
+    False blurs the code values (for comparison). ``camera`` gives the focal length and
+    pixel pitch; the f-number is ``f_number`` (e.g. an effective one, see realcheck)."""
+    import kornia  # heavy import; only this sRGB wrapper needs it
+
+    image = kornia.color.rgb_to_linear_rgb(sharp_srgb) if linear_light else sharp_srgb
+    camera_row = torch.tensor([[camera.focal_length_m, f_number, camera.pixel_pitch_m]],
+                              dtype=image.dtype)
+    focus = torch.tensor([list(focus_distance_m)], dtype=image.dtype)
+    with torch.no_grad():
+        stack = render_focal_stack(image, depth_m, focus, camera_row, num_layers=num_layers,
+                                   psf=psf)[0]
+    stack = stack.clamp(0.0, 1.0)
+    return kornia.color.linear_rgb_to_rgb(stack) if linear_light else stack
 
 
 def _composite_layer(planes: Tensor, coc_px_value: Tensor, colour: Tensor, transmittance: Tensor,

@@ -34,14 +34,13 @@ real photo at that depth, > 1 too sharp (the f/8 baseline away from focus), < 1 
 A focus sweep (1.0-3.0 m, even in dioptres) gives the focus distance that best explains the
 photos (argmin of the error, refined by a parabola in dioptres).
 
-Run ``python -m focaldepth.realcheck`` from the project root to regenerate
+Run ``python -m focaldepth.experiments.realcheck`` from the project root to regenerate
 ``results/dfd_render_check/`` (metrics.json, table.md, comparison.png).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import itertools
 import math
@@ -59,10 +58,11 @@ from torch import Tensor
 
 from focaldepth.errors import UserError
 from focaldepth.io.atomic import atomic_write_json, atomic_write_text
-from focaldepth.io.depth import fill_invalid_depth, read_depth
+from focaldepth.io.depth import read_depth
 from focaldepth.io.frames import read_image
+from focaldepth.io.rgbd import DfdPair, clean_depth_m, list_pairs
 from focaldepth.optics import Camera
-from focaldepth.render import render_focal_stack
+from focaldepth.render import render_defocus
 
 DEFAULT_DATA = Path("../shared/data/dfd_indoor_train")
 DEFAULT_OUT = Path("results/dfd_render_check")
@@ -95,22 +95,11 @@ MARGIN_PX_AT_FULL_WIDTH = 16
 HIGHPASS_SIGMA_PX_AT_FULL_WIDTH = 1.5
 # A depth bin counts for a scene when it holds at least this fraction of the interior.
 MIN_BIN_FRACTION = 0.01
-DEPTH_MEDIAN_KSIZE = 5
 # Panels of comparison.png are shown this wide (2/3 of 645 px: the PNG stays ~1 MB).
 FIGURE_TILE_WIDTH_PX = 430
 
 
 # --- data ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DfdPair:
-    """The three files of one scene (paths)."""
-
-    name: str
-    wide_path: Path  # f/2.8
-    sharp_path: Path  # f/8
-    depth_path: Path  # uint16 millimetres
 
 
 @dataclass(frozen=True)
@@ -125,35 +114,9 @@ class DfdScene:
     camera: Camera
 
 
-def list_pairs(root: str | Path) -> list[DfdPair]:
-    """The scenes listed in ``root/pairs.csv`` (columns f2.8, f8, depth_mm), in file order."""
-    root = Path(root)
-    table = root / "pairs.csv"
-    if not table.is_file():
-        raise UserError("pairs.csv not found (expected the DFD indoor data folder)", table)
-    with table.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"f2.8", "f8", "depth_mm"} - set(reader.fieldnames or ())
-        if missing:
-            raise UserError(f"pairs.csv lacks the column(s) {sorted(missing)}", table)
-        rows = list(reader)
-    if not rows:
-        raise UserError("pairs.csv lists no scene", table)
-    return [DfdPair(name=Path(row["f8"]).stem, wide_path=root / "f2.8" / row["f2.8"],
-                    sharp_path=root / "f8" / row["f8"], depth_path=root / "depth_mm" / row["depth_mm"])
-            for row in rows]
-
-
 def dfd_camera(image_width_px: int = DFD_IMAGE_WIDTH_PX, f_number: float = F_NUMBER_WIDE) -> Camera:
     """The D200 + 35 mm rig imaged onto ``image_width_px`` pixels."""
     return Camera(DFD_FOCAL_LENGTH_MM, f_number, DFD_SENSOR_WIDTH_MM, image_width_px)
-
-
-def clean_depth_m(depth_m: np.ndarray, where: object = None) -> np.ndarray:
-    """Fill invalid pixels (nearest valid) and remove isolated speckles (5x5 median): the
-    filled Xtion maps carry a few near-range outliers that would render as huge disks."""
-    filled, _ = fill_invalid_depth(depth_m, where)
-    return cv2.medianBlur(filled.astype(np.float32), DEPTH_MEDIAN_KSIZE)
 
 
 def load_scene(pair: DfdPair, width_px: int | None = None) -> DfdScene:
@@ -207,23 +170,6 @@ def focus_sweep_m(near_m: float = SWEEP_NEAR_M, far_m: float = SWEEP_FAR_M, step
     grid = 1.0 / np.linspace(1.0 / near_m, 1.0 / far_m, steps)
     values = {round(float(v), 6) for v in grid} | {round(float(v), 6) for v in include}
     return sorted(values)
-
-
-def render_defocus(sharp_srgb: Tensor, depth_m: Tensor, focus_distance_m: Sequence[float],
-                   camera: Camera, *, f_number: float, psf: str = "disk", num_layers: int = 32,
-                   linear_light: bool = True) -> Tensor:
-    """Blur the sharp sRGB image ``(1, 3, H, W)`` as seen at ``f_number`` for each focus
-    distance: ``(S, 3, H, W)`` sRGB. ``linear_light`` blurs linearised values (physical);
-    False blurs the code values (for comparison)."""
-    image = kornia.color.rgb_to_linear_rgb(sharp_srgb) if linear_light else sharp_srgb
-    camera_row = torch.tensor([[camera.focal_length_m, f_number, camera.pixel_pitch_m]],
-                              dtype=image.dtype)
-    focus = torch.tensor([list(focus_distance_m)], dtype=image.dtype)
-    with torch.no_grad():
-        stack = render_focal_stack(image, depth_m, focus, camera_row, num_layers=num_layers,
-                                   psf=psf)[0]
-    stack = stack.clamp(0.0, 1.0)
-    return kornia.color.linear_rgb_to_rgb(stack) if linear_light else stack
 
 
 # --- alignment and exposure ------------------------------------------------------------
@@ -535,7 +481,7 @@ def markdown_table(summary: dict[str, object], results: Sequence[SceneResult],
         "f/2.8 minus the f/8 blur in quadrature, linear light). Every candidate is compared "
         "with the real f/2.8 photo after a sub-pixel alignment of the photo and a per-candidate "
         "exposure + vignetting fit; metrics on the interior. Regenerate: "
-        "`python -m focaldepth.realcheck`.")
+        "`python -m focaldepth.experiments.realcheck`.")
     hf_note = (
         "HF = luminance high-pass energy of the candidate / of the real f/2.8 photo per depth "
         "bin (geometric mean over scenes; 1 = as sharp as the photo, > 1 too sharp, < 1 too "

@@ -10,7 +10,7 @@ must handle. Two scene sources:
 
 * ``--source motorcycle`` (default): Middlebury 2014 *Motorcycle* (shipped inside
   scikit-image, used at its full 741 px width), four presets, one near-to-far sweep over the
-  2..98th depth percentile. ``python -m focaldepth.rgbd_eval --out results/rgbd_presets``
+  2..98th depth percentile. ``python -m focaldepth.experiments.rgbd_eval --out results/rgbd_presets``
   regenerates that table.
 * ``--source dfd``: the 81 real indoor scenes of the "DFD indoor" set (Carvalho et al., "Deep
   Depth from Defocus: how can defocus blur improve 3D estimation using dense neural
@@ -21,7 +21,7 @@ must handle. Two scene sources:
   phone (scene scaled to a close-up), with three sweep protocols that cover the scene
   exactly, too little or too much (see :data:`PROTOCOLS`) and 5 or 10 frames. Metrics per
   scene go to ``per_scene.csv``, means over scenes to ``metrics.json`` and ``table.md``.
-  ``python -m focaldepth.rgbd_eval --source dfd --out results/rgbd_dfd --scenes 4``
+  ``python -m focaldepth.experiments.rgbd_eval --source dfd --out results/rgbd_dfd --scenes 4``
   regenerates ``results/rgbd_dfd``.
 """
 
@@ -42,10 +42,17 @@ import numpy as np
 import torch
 
 from focaldepth.errors import UserError
+from focaldepth.io.rgbd import (
+    clean_depth_m,
+    default_shared_root,
+    list_pairs,
+    motorcycle_rgbd,
+    read_dfd_depth_m,
+)
 from focaldepth.metrics import absrel, depth_metrics
 from focaldepth.optics import Camera, dioptric_ramp
 from focaldepth.predict import StreamingPredictor, load_model
-from focaldepth.render import render_focal_stack
+from focaldepth.render import render_defocus, render_focal_stack
 
 NOISE_STD = 0.01  # read noise, fraction of full scale
 
@@ -70,8 +77,6 @@ PRESETS = (
 def motorcycle(width_px: int = 320) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Middlebury Motorcycle resized to ``width_px``: RGB uint8, depth (m), valid mask."""
     import cv2
-
-    from focaldepth.demo import motorcycle_rgbd
 
     rgb, depth_m, filled = motorcycle_rgbd()
     valid = ~filled  # score only measured disparities, never the in-painted holes
@@ -171,11 +176,6 @@ RENDER_LAYERS = 32
 MIN_OUTSIDE_FRACTION = 0.01
 
 
-def default_shared_root() -> Path:
-    """``shared/`` beside the project root (``<root>/src/focaldepth/rgbd_eval.py``)."""
-    return Path(__file__).resolve().parents[2].parent / "shared"
-
-
 def dfd_data_root(shared: Path | None = None) -> Path:
     """The DFD indoor folder inside ``shared`` (default: :func:`default_shared_root`); a
     UserError naming the folder if it is not there."""
@@ -198,20 +198,8 @@ class RgbdScene:
     valid: np.ndarray
 
 
-def read_dfd_depth_m(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A DFD depth PNG (uint16 millimetres, 0 = no measurement) as float32 metres with 0 where
-    invalid, and the mask of valid pixels."""
-    from focaldepth.io.depth import read_depth, valid_depth_mask
-
-    depth_m = read_depth(path)  # 0 mm -> NaN
-    if depth_m.ndim != 2:
-        raise UserError(f"expected one (H, W) depth map, got shape {depth_m.shape}", path)
-    valid = valid_depth_mask(depth_m)
-    return np.where(valid, depth_m, 0.0).astype(np.float32), valid
-
-
 def load_dfd_scene(pair, width_px: int | None = None) -> RgbdScene:
-    """The f/8 photo and depth of one scene (a :class:`focaldepth.realcheck.DfdPair`),
+    """The f/8 photo and depth of one scene (a :class:`focaldepth.io.rgbd.DfdPair`),
     optionally resized to ``width_px`` (area averaging for the image, nearest for depth so no
     depth between two surfaces is invented). Holes are filled and the Xtion's isolated
     near-range speckles removed (5x5 median, as the renderer check does): a speckle would
@@ -219,7 +207,6 @@ def load_dfd_scene(pair, width_px: int | None = None) -> RgbdScene:
     import cv2
 
     from focaldepth.io.frames import read_image
-    from focaldepth.realcheck import clean_depth_m
 
     rgb = read_image(pair.sharp_path)
     raw_m, valid = read_dfd_depth_m(pair.depth_path)
@@ -241,8 +228,6 @@ def load_dfd_scene(pair, width_px: int | None = None) -> RgbdScene:
 
 def select_pairs(root: Path, every: int = 1) -> list:
     """Every ``every``-th scene of ``root/pairs.csv`` (the first, the (every+1)-th, ...)."""
-    from focaldepth.realcheck import list_pairs
-
     if every < 1:
         raise UserError(f"--scenes must be at least 1 (every k-th scene), got {every}")
     return list_pairs(root)[::every]
@@ -279,8 +264,6 @@ def render_sweeps(rgb: np.ndarray, depth_m: np.ndarray, camera: Camera, focus_li
     """Frames ``(S, H, W, 3)`` uint8 for each list of focus distances: one renderer call for
     all lists (its cost is mostly per scene, not per slice), in linear light, then
     :func:`noisy_frames8`."""
-    from focaldepth.realcheck import render_defocus
-
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
     depth = torch.from_numpy(depth_m)[None, None].float()
     focus_all = [f for focus in focus_lists_m for f in focus]
@@ -617,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenCV threads (dfd default 1: the machine is shared)")
     args = parser.parse_args(argv)
-    command = "python -m focaldepth.rgbd_eval " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m focaldepth.experiments.rgbd_eval " + " ".join(argv if argv is not None else sys.argv[1:])
     try:
         if args.source == "motorcycle":
             frames = args.frames or [5]

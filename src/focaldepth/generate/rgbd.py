@@ -80,7 +80,7 @@ DATASET_SPLITS = ("train", "val", "test")
 
 # --- the fixed split by scene -----------------------------------------------------------------
 # DFD indoor (pairs.csv order, 81 scenes): index % 6 == 0 is the project's DFD *test* table
-# (rgbd_eval --scenes 6, select_pairs(every=6)); index % 6 == 3 is the validation set of
+# (experiments.rgbd_eval --scenes 6, select_pairs(every=6)); index % 6 == 3 is the validation set of
 # tools/validation_sets.py (dfd:6:3; tune_hybrid and compare_on_validation use it, and
 # defocus_volume's pairs[3::27] is a subset). Training uses the other 54 scenes.
 DFD_TEST_EVERY, DFD_VAL_OFFSET = 6, 3
@@ -360,8 +360,7 @@ def read_sevenscenes_focal(path: Path) -> float:
 
 
 def load_dfd(root: Path, index: int) -> RgbdImage:
-    from focaldepth.realcheck import clean_depth_m, list_pairs
-    from focaldepth.rgbd_eval import read_dfd_depth_m
+    from focaldepth.io.rgbd import clean_depth_m, list_pairs, read_dfd_depth_m
 
     pair = list_pairs(root)[index]
     rgb = _read_rgb(pair.sharp_path)
@@ -369,13 +368,13 @@ def load_dfd(root: Path, index: int) -> RgbdImage:
     if depth.shape != rgb.shape[:2]:
         raise UserError(f"depth {depth.shape} and f/8 image {rgb.shape[:2]} differ", pair.depth_path)
     # The Xtion's isolated near-range speckles would render as huge disks that are not in the
-    # scene: 5x5 median, as rgbd_eval.load_dfd_scene and the renderer check do.
+    # scene: 5x5 median, as experiments.rgbd_eval.load_dfd_scene and the renderer check do.
     cleaned = clean_depth_m(np.where(valid, depth, np.nan), pair.depth_path)
     return RgbdImage(rgb, np.where(valid, cleaned, np.nan).astype(np.float32))
 
 
 def load_motorcycle() -> RgbdImage:
-    from focaldepth.demo import motorcycle_rgbd
+    from focaldepth.io.rgbd import motorcycle_rgbd
 
     rgb, depth_m, filled = motorcycle_rgbd()
     return RgbdImage(rgb, np.where(filled, np.nan, depth_m).astype(np.float32))
@@ -387,7 +386,7 @@ def load_motorcycle() -> RgbdImage:
 def shared_root(config: RgbdConfig) -> Path:
     if config.shared:
         return Path(config.shared)
-    from focaldepth.rgbd_eval import default_shared_root
+    from focaldepth.io.rgbd import default_shared_root
 
     return default_shared_root()
 
@@ -405,7 +404,7 @@ def scene_names(source: str, split: str, shared: str, frame_step: int = 5) -> tu
     if source == "motorcycle":
         return ("Motorcycle",) if split == "test" else ()
     if source == "dfd":
-        from focaldepth.realcheck import list_pairs
+        from focaldepth.io.rgbd import list_pairs
 
         folder = root / "dfd_indoor_train"
         if not (folder / "pairs.csv").is_file():
@@ -566,7 +565,7 @@ def generate_rgbd_sequence(config: RgbdConfig, index: int) -> Any:
     """Sequence ``index`` (a :class:`focaldepth.scenes.sequence.SequenceData`-like object)."""
     import torch
 
-    from focaldepth.realcheck import render_defocus
+    from focaldepth.render import render_defocus
     from focaldepth.scenes.sequence import (
         add_sensor_noise,
         coc_ground_truth,

@@ -1,0 +1,23 @@
+"""Research experiments: the scripts behind the real-data tables, kept apart from the core.
+
+Each module is run with ``python -m focaldepth.experiments.<name>`` and writes one folder of
+``results/``; the core package never imports from here.
+
+* :mod:`focaldepth.experiments.rgbd_eval` — depth from focus sweeps synthesised from real RGB-D
+  (Middlebury *Motorcycle* per camera preset, DFD indoor per camera / protocol / frame count).
+* :mod:`focaldepth.experiments.realcheck` — the renderer against real f/2.8 photographs (DFD indoor).
+"""
+
+# Result files written before the move record the old module paths; the pages that tell a
+# user what to run (tools/update_readme.py, tools/headline_table.py) show the current ones.
+MOVED_MODULES = {
+    "focaldepth.rgbd_eval": "focaldepth.experiments.rgbd_eval",
+    "focaldepth.realcheck": "focaldepth.experiments.realcheck",
+}
+
+
+def current_command(text: str) -> str:
+    """``text`` with every ``python -m`` module path that has moved replaced by its new one."""
+    for old, new in MOVED_MODULES.items():
+        text = text.replace(f"-m {old}", f"-m {new}")
+    return text
