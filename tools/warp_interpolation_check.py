@@ -1,11 +1,11 @@
-"""Diagnostic behind results/default_aligned: why does predict's flow alignment change static-scene numbers?
+"""Diagnostic behind results/default_aligned (its output: results/default_aligned/warp_interpolation_check.txt): why does predict's flow alignment change static-scene numbers?
 Variants of FlowAligner's warp interpolation on the static or dynamic sequences of data/cpu_test (5-frame ramps, the
 accuracy pass of `focaldepth evaluate`), with the sharpness (mean abs Laplacian) the warp leaves in
 the non-reference frames and the signed bias mean log(pred/gt).
 
-    OMP_NUM_THREADS=1 .venv/bin/python results/default_aligned/warp_interpolation_check.py static
-    OMP_NUM_THREADS=1 .venv/bin/python results/default_aligned/warp_interpolation_check.py dynamic
-    OMP_NUM_THREADS=1 .venv/bin/python results/default_aligned/warp_interpolation_check.py evaluate-cubic
+    OMP_NUM_THREADS=1 .venv/bin/python tools/warp_interpolation_check.py static
+    OMP_NUM_THREADS=1 .venv/bin/python tools/warp_interpolation_check.py dynamic
+    OMP_NUM_THREADS=1 .venv/bin/python tools/warp_interpolation_check.py evaluate-cubic
 
 The last runs the whole `focaldepth evaluate --align --num-frames 5` (both passes, temporal
 metrics included) with predict's aligner switched to bicubic warping, into /tmp.
