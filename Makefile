@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m focaldepth.predict_demo --out runs/demo
+	$(PY) -m focaldepth.demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest
