@@ -42,8 +42,8 @@ from focaldepth.train.config import (
     differences,
     dump_yaml,
 )
-from focaldepth.train.data import FocusSweepDataModule
-from focaldepth.train.module import DepthTrainingModule
+from focaldepth.train.data import FocusSweepDataModule, import_object
+from focaldepth.train.video import training_module_class
 
 CONFIG_NAME = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -196,7 +196,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         torch.set_num_threads(config.torch_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Build (and so validate) model, loss and data before anything is written to the folder.
-    module = DepthTrainingModule(config.to_dict(), config_path)
+    # Clip data (consecutive frames, per-frame ground truth) trains with the video module.
+    module_class = training_module_class(import_object(config.data.dataset, config_path))
+    module = module_class(config.to_dict(), config_path)
     if config.init_from is not None and ckpt_path is None:
         warm_start(module.model, config.init_from, config.init_missing_ok, config_path)
     data = FocusSweepDataModule(**asdict(config.data), seed=config.seed, config_path=config_path)
