@@ -218,9 +218,14 @@ def open_test_set(root: str | Path, *, num_frames: int, sample: str, split: str 
                   crop_size: int | None = None) -> Dataset:
     """A deterministic view of a generated test folder (centre crops; one focal stack per
     sequence for ``sample="ramp"``; every consecutive window of the dynamic sequences, in
-    frame order, for ``sample="windows"``)."""
+    frame order, for ``sample="windows"``), or of a published dataset given as ``NAME:PATH``
+    (:mod:`focaldepth.datasets`; its stacks are static, so no windows)."""
     from focaldepth.data import FocusSweepDataset
+    from focaldepth.datasets import is_adapter_spec, open_adapter_test_set
 
+    if is_adapter_spec(root):  # NAME:PATH of a published dataset (focaldepth.datasets)
+        return open_adapter_test_set(root, num_frames=num_frames, sample=sample, split=split,
+                                     crop_size=crop_size)
     root = Path(root)
     if not root.is_dir():
         raise UserError("test data folder does not exist", root)

@@ -509,7 +509,11 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
     clip_formats = [fmt for fmt in extra_formats if fmt in CLIP_FORMATS]
     image_formats = tuple(fmt for fmt in extra_formats if fmt in ("png16", "exr"))
     thread_count = set_threads(threads)
-    sequence = load_sequence(input_path, meta_path, lazy=True)
+    from focaldepth.datasets import is_adapter_spec, load_adapter_sequence
+
+    # NAME:PATH[#ITEM] of a published dataset (focaldepth.datasets), else a folder or video
+    sequence = load_adapter_sequence(input_path) if is_adapter_spec(input_path) else \
+        load_sequence(input_path, meta_path, lazy=True)
     sequence, far_to_near, handheld = prepare_handheld(sequence, stack_align=stack_align, far_to_near=far_to_near)
     depth_model = load_model(model, device)
     if not (getattr(sequence, "camera_known", True) and all(f is not None for f in sequence.focus_distance_m)):
