@@ -312,7 +312,7 @@ def test_blender_backend_config_needs_bpy(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(not blender_available(), reason="bpy (Blender as a Python module) is not installed")
 def test_blender_and_procedural_backends_agree_on_the_same_scene(tmp_path):
-    from focaldepth.scenes.blender import compare_with_procedural
+    from focaldepth.experiments.blender_vs_procedural import compare_with_procedural
 
     result = compare_with_procedural(TINY, index=0, samples=64)
     assert result["depth_pixels_within_0.1_percent"] > 0.99  # the same geometry, ray-cast twice

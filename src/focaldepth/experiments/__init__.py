@@ -6,6 +6,8 @@ Each module is run with ``python -m focaldepth.experiments.<name>`` and writes o
 * :mod:`focaldepth.experiments.rgbd_eval` — depth from focus sweeps synthesised from real RGB-D
   (Middlebury *Motorcycle* per camera preset, DFD indoor per camera / protocol / frame count).
 * :mod:`focaldepth.experiments.realcheck` — the renderer against real f/2.8 photographs (DFD indoor).
+* :mod:`focaldepth.experiments.blender_vs_procedural` — the layered renderer against Blender Cycles
+  path tracing on one generated scene (needs the optional ``bpy`` extra).
 """
 
 # Result files written before the move record the old module paths; the pages that tell a
