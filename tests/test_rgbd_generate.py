@@ -209,7 +209,7 @@ def test_scale_gives_the_blur_target():
 def test_generated_dataset_reads_with_the_training_loader(shared, tmp_path):
     config = small_config(shared, num_sequences=10)
     summary = rgbd.run_rgbd(config, tmp_path / "a", progress=False)
-    assert summary["generated"] == 10 and summary["manifest_sequences"] == 10
+    assert summary.generated == 10 and summary.manifest_sequences == 10
     files = finished_sequences(tmp_path / "a")
     sources = set()
     for path in files.values():
@@ -273,7 +273,7 @@ def test_deterministic_sharded_and_resumable(shared, tmp_path):
     before = whole[2].read_bytes()
     whole[2].unlink()
     summary = rgbd.run_rgbd(config, tmp_path / "whole", progress=False)
-    assert summary["generated"] == 1 and summary["skipped"] == 5
+    assert summary.generated == 1 and summary.skipped == 5
     assert whole[2].read_bytes() == before
     with pytest.raises(UserError, match="different config"):
         rgbd.run_rgbd(dataclasses.replace(config, seed=4), tmp_path / "whole", progress=False)

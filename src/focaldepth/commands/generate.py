@@ -5,7 +5,7 @@
 
 Deterministic from the config's seed (byte-identical files for any --shard/--workers),
 resumable (rerun the same command after a kill), shardable over machines (see
-:mod:`focaldepth.generate.runner`). File format: :mod:`focaldepth.generate.storage`.
+:mod:`focaldepth.generate.jobs`). File format: :mod:`focaldepth.generate.storage`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``focaldepth generate``: synthetic focus-sweep datasets (config, sharded resumable runs,
 HDF5 storage with a manifest, contact sheets). The file format is documented in
 :mod:`focaldepth.generate.storage`; the run semantics (determinism, sharding, resuming) in
-:mod:`focaldepth.generate.runner`; the scene model in :mod:`focaldepth.scenes`.
+:mod:`focaldepth.generate.jobs`; the scene model in :mod:`focaldepth.scenes`.
 """
 
 from focaldepth.generate.config import GENERATOR_VERSION, GenerateConfig, load_config, parse_config

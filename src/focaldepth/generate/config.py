@@ -137,8 +137,8 @@ def parse_config(mapping: Any, path: object | None = None) -> GenerateConfig:
     return config
 
 
-def load_config(path: str | Path) -> GenerateConfig:
-    """Read, parse and validate a generate config file (one-line UserError on any problem)."""
+def read_yaml_file(path: str | Path) -> Any:
+    """The parsed YAML of a config file (one-line UserError naming the file on any problem)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -147,12 +147,16 @@ def load_config(path: str | Path) -> GenerateConfig:
     except OSError as error:
         raise UserError(f"cannot read config: {error.strerror}", path) from None
     try:
-        mapping = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", path) from None
-    return parse_config(mapping, path)
+
+
+def load_config(path: str | Path) -> GenerateConfig:
+    """Read, parse and validate a generate config file (one-line UserError on any problem)."""
+    return parse_config(read_yaml_file(path), path)
 
 
 def dump_config(config: GenerateConfig) -> str:

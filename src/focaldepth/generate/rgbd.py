@@ -4,8 +4,8 @@
 writes the same dataset format as ``focaldepth generate`` (:mod:`focaldepth.generate.storage`:
 ``seq_NNNNNN.h5`` + ``manifest.jsonl`` + ``config.yaml``), so
 :class:`focaldepth.data.FocusSweepDataset` and the training data module read it unchanged.
-``--shard i/n``, resuming and determinism work as in :mod:`focaldepth.generate.runner`:
-sequence ``i`` depends only on the config and ``i``.
+``--shard i/n``, resuming and determinism work as for the procedural generator (both run through
+:mod:`focaldepth.generate.jobs`): sequence ``i`` depends only on the config and ``i``.
 
 Sources (see docs/rgbd_training_data.md for licences and the split): the DFD indoor scenes
 (f/8 photo as the all-in-focus image + registered Xtion depth), Middlebury 2014 (im0 +
@@ -47,10 +47,7 @@ import argparse
 import functools
 import hashlib
 import json
-import math
-import multiprocessing
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,6 +57,19 @@ import numpy as np
 import yaml
 
 from focaldepth.errors import UserError
+from focaldepth.generate.config import (  # the generator's strict YAML -> dataclass
+    _build,
+    read_yaml_file,
+)
+from focaldepth.generate.jobs import (
+    Shard,
+    Summary,
+    check_counts,
+    parse_shard,
+    record_config,
+    run_job,
+    shard_indices,
+)
 from focaldepth.optics import Camera, dioptric_ramp
 from focaldepth.scenes.camera import log_uniform, nearest_depth_m, sample_camera
 from focaldepth.scenes.config import (
@@ -190,8 +200,6 @@ class RgbdConfig:
 
 
 def parse_rgbd_config(mapping: Any, path: object | None = None) -> RgbdConfig:
-    from focaldepth.generate.config import _build  # the generator's strict YAML -> dataclass
-
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, dict):
@@ -202,14 +210,7 @@ def parse_rgbd_config(mapping: Any, path: object | None = None) -> RgbdConfig:
 
 
 def load_rgbd_config(path: str | Path) -> RgbdConfig:
-    path = Path(path)
-    try:
-        mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError("config file not found", path) from None
-    except yaml.YAMLError as error:
-        raise UserError(f"invalid YAML: {error}", path) from None
-    return parse_rgbd_config(mapping, path)
+    return parse_rgbd_config(read_yaml_file(path), Path(path))
 
 
 def dump_rgbd_config(config: RgbdConfig) -> str:
@@ -649,98 +650,31 @@ def make_one(config: RgbdConfig, out_dir: Path, index: int) -> int:
     return int(data.frames.shape[0])
 
 
-_WORKER: tuple[RgbdConfig, Path] | None = None
-
-
-def _init_worker(config: RgbdConfig, out_dir: Path) -> None:
-    global _WORKER
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    _WORKER = (config, out_dir)
-
-
-def _worker_make(index: int) -> tuple[int, int]:
-    assert _WORKER is not None
-    return index, make_one(_WORKER[0], _WORKER[1], index)
-
-
 def prepare_out_dir(config: RgbdConfig, out_dir: Path) -> None:
-    from focaldepth.generate.storage import CONFIG_NAME
-    from focaldepth.io.atomic import atomic_write_text
+    """Create ``out_dir`` and record the config; refuse a directory made with another config."""
 
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError("--out exists and is not a directory", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_path = out_dir / CONFIG_NAME
-    if config_path.exists():
-        previous = yaml.safe_load(config_path.read_text())
-        previous_config = parse_rgbd_config(previous, config_path) if isinstance(previous, dict) and \
-            set(previous) <= set(to_plain(config)) else None
-        if previous_config is None or previous_config.fingerprint() != config.fingerprint():
-            raise UserError(f"this directory holds a dataset made with a different config ({config_path}); "
-                            "use another --out or the same config", out_dir)
-    atomic_write_text(config_path, dump_rgbd_config(config))
+    def same_config(path: Path) -> bool:
+        previous = yaml.safe_load(path.read_text())
+        if not (isinstance(previous, dict) and set(previous) <= set(to_plain(config))):
+            return False
+        return parse_rgbd_config(previous, path).fingerprint() == config.fingerprint()
+
+    record_config(out_dir, dump_rgbd_config(config), same_config)
 
 
 def run_rgbd(config: RgbdConfig | str | Path, out_dir: str | Path, *, num: int | None = None,
-             shard: str | None = None, workers: int = 1, contact_sheet: str | Path | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Generate (or finish) this shard's part of the dataset; returns a summary dict."""
-    import torch
-    from tqdm import tqdm
-
-    from focaldepth.generate.runner import parse_shard, shard_indices
-    from focaldepth.generate.storage import finished_sequences, rebuild_manifest, temporary_files
-
+             shard: Shard | str | None = None, workers: int = 1, contact_sheet: str | Path | None = None,
+             progress: bool = True) -> Summary:
+    """Generate (or finish) this shard's part of the dataset (:func:`focaldepth.generate.jobs.run_job`)."""
     if not isinstance(config, RgbdConfig):
         config = load_rgbd_config(config)
     num_sequences = config.num_sequences if num is None else num
-    if num_sequences < 1 or workers < 1:
-        raise UserError("--num and --workers must be >= 1")
+    check_counts(num_sequences, workers)
     out_dir = Path(out_dir)
     prepare_out_dir(config, out_dir)
-    owned = shard_indices(num_sequences, parse_shard(shard))
-    done = finished_sequences(out_dir)
-    for index in owned:
-        for leftover in temporary_files(out_dir, index):
-            leftover.unlink(missing_ok=True)
-    todo = [k for k in owned if k not in done]
-    start = time.perf_counter()
-    frames = 0
-    bar = tqdm(total=len(owned), initial=len(owned) - len(todo), unit="seq", desc="rgbd", disable=not progress,
-               dynamic_ncols=True, smoothing=0.1)
-    try:
-        if workers == 1 or len(todo) <= 1:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for index in todo:
-                    frames += make_one(config, out_dir, index)
-                    bar.update(1)
-            finally:
-                torch.set_num_threads(threads)
-        else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(min(workers, len(todo)), initializer=_init_worker,
-                              initargs=(config, out_dir)) as pool:
-                for _, count in pool.imap_unordered(_worker_make, todo, chunksize=1):
-                    frames += count
-                    bar.update(1)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - start
-    manifest, listed = rebuild_manifest(out_dir)
-    sheet = None
-    if contact_sheet is not None:
-        from focaldepth.generate.contact_sheet import write_contact_sheet
-
-        sheet = write_contact_sheet(out_dir, contact_sheet)
-    return {"generated": len(todo), "skipped": len(owned) - len(todo), "owned": len(owned), "frames": frames,
-            "seconds": seconds, "manifest": str(manifest), "manifest_sequences": listed,
-            "contact_sheet": None if sheet is None else str(sheet)}
+    owned = shard_indices(num_sequences, shard if isinstance(shard, Shard) else parse_shard(shard))
+    return run_job(make_one, config, out_dir, owned, workers=workers, contact_sheet=contact_sheet,
+                   progress=progress, desc="rgbd")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -765,12 +699,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    rate = summary["generated"] / summary["seconds"] if summary["seconds"] > 0 else math.nan
-    print(f"generated {summary['generated']} sequences ({summary['frames']} frames) in {summary['seconds']:.1f} s "
-          f"({rate:.2f} sequences/s); skipped {summary['skipped']}; manifest {summary['manifest']} "
-          f"({summary['manifest_sequences']} sequences)" +
-          (f"; contact sheet {summary['contact_sheet']}" if summary["contact_sheet"] else ""))
-
+    for line in summary.lines():
+        print(line)
 
 if __name__ == "__main__":
     main()

@@ -1,119 +1,33 @@
-"""Running a generation job: sharding, worker processes, resuming, progress and summary.
-
-Determinism. Sequence ``i`` depends only on the config and ``i`` (its random streams
-come from ``SeedSequence([seed, i])``), never on the shard, the worker or the order of
-work; every worker runs torch on one thread, so the floating-point results (and the
-files) are the same for any ``--workers``.
-
-Sharding. ``--shard i/n`` (0 <= i < n) makes this run own the indices ``k`` with
-``k % n == i`` (round robin, so every shard gets the same mix of static and dynamic
-sequences). The n shards cover every index exactly once; run them anywhere (a job
-array, Ray, several machines on a shared file system) with the same config and
-``--out``. Each shard rewrites ``manifest.jsonl`` from the files present when it
-finishes; after all shards are done, one more run without ``--shard`` (it finds every
-sequence finished and generates nothing) writes the complete manifest.
-
-Resuming. A sequence file is written under a temporary name and renamed when complete,
-so an existing ``seq_NNNNNN.h5`` is always whole and is skipped; temporary files left by
-a killed run are deleted. ``DIR/config.yaml`` records the config: resuming into a
-directory made with a different config is refused rather than mixing two datasets.
+"""Running a procedural generation job: ``make_one`` for the procedural scenes, the config
+check of the output folder, and the dispatch of ``generator: rgbd`` configs to
+:mod:`focaldepth.generate.rgbd`. Sharding, resuming, workers and the summary are
+:mod:`focaldepth.generate.jobs` (shared with the RGB-D generator; its names are re-exported here).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from focaldepth.errors import UserError
-from focaldepth.generate.config import GenerateConfig, dump_config, load_config
-from focaldepth.generate.storage import (
-    CONFIG_NAME,
-    finished_sequences,
-    make_record,
-    rebuild_manifest,
-    sequence_filename,
-    temporary_files,
-    write_sequence,
+from focaldepth.generate.config import GenerateConfig, dump_config, load_config, read_yaml_file
+from focaldepth.generate.jobs import (
+    Shard,
+    Summary,
+    check_counts,
+    parse_shard,
+    record_config,
+    run_job,
+    shard_indices,
 )
-from focaldepth.io.atomic import atomic_write_text
+from focaldepth.generate.rgbd import RgbdConfig, run_rgbd
+from focaldepth.generate.storage import make_record, sequence_filename, write_sequence
 
-
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-
-    def owns(self, sequence_index: int) -> bool:
-        return sequence_index % self.count == self.index
-
-
-def parse_shard(text: str | None) -> Shard:
-    """``"i/n"`` with 0 <= i < n (``None`` means the whole dataset, ``0/1``)."""
-    if text is None:
-        return Shard(0, 1)
-    parts = text.split("/")
-    try:
-        index, count = int(parts[0]), int(parts[1])
-        if len(parts) != 2:
-            raise ValueError
-    except (ValueError, IndexError):
-        raise UserError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"--shard {text}: need 0 <= i < n")
-    return Shard(index, count)
-
-
-def shard_indices(num_sequences: int, shard: Shard) -> list[int]:
-    """The sequence indices a shard owns."""
-    return [k for k in range(num_sequences) if shard.owns(k)]
-
-
-@dataclass(frozen=True)
-class Summary:
-    out_dir: Path
-    owned: int  # sequences this shard owns
-    generated: int  # made by this run
-    skipped: int  # already finished before this run
-    frames: int  # frames made by this run
-    seconds: float
-    manifest: Path
-    manifest_sequences: int  # sequences listed in the manifest (all shards)
-    contact_sheet: Path | None = None
-
-    @property
-    def sequences_per_s(self) -> float:
-        return self.generated / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def lines(self) -> list[str]:
-        text = [(f"generated {self.generated} sequences ({self.frames} frames) in {self.seconds:.1f} s: "
-                 f"{self.sequences_per_s:.2f} sequences/s, {self.frames_per_s:.1f} frames/s"),
-                f"skipped {self.skipped} already finished; this shard owns {self.owned}",
-                f"manifest: {self.manifest} ({self.manifest_sequences} sequences)"]
-        if self.contact_sheet is not None:
-            text.append(f"contact sheet: {self.contact_sheet}")
-        return text
+__all__ = ["Shard", "Summary", "default_workers", "is_rgbd_config", "make_one", "parse_shard",
+           "prepare_out_dir", "run_generate", "shard_indices"]
 
 
 # --- worker --------------------------------------------------------------------------------
-
-_WORKER_CONFIG: GenerateConfig | None = None
-_WORKER_OUT: Path | None = None
-
-
-def _init_worker(config: GenerateConfig, out_dir: Path) -> None:
-    global _WORKER_CONFIG, _WORKER_OUT
-    import torch
-
-    torch.set_num_threads(1)  # one thread per worker: identical numerics for any --workers
-    _WORKER_CONFIG, _WORKER_OUT = config, out_dir
 
 
 def make_one(config: GenerateConfig, out_dir: Path, index: int) -> int:
@@ -128,45 +42,13 @@ def make_one(config: GenerateConfig, out_dir: Path, index: int) -> int:
     return int(data.frames.shape[0])
 
 
-def _worker_make(index: int) -> tuple[int, int]:
-    assert _WORKER_CONFIG is not None and _WORKER_OUT is not None
-    return index, make_one(_WORKER_CONFIG, _WORKER_OUT, index)
-
-
-def _run_in_process(config: GenerateConfig, out_dir: Path, todo: list[int]) -> Iterator[tuple[int, int]]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for index in todo:
-            yield index, make_one(config, out_dir, index)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_in_pool(config: GenerateConfig, out_dir: Path, todo: list[int], workers: int) -> Iterator[tuple[int, int]]:
-    # "spawn": safe with torch's thread pools (fork after threads were started can hang).
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(config, out_dir)) as pool:
-        yield from pool.imap_unordered(_worker_make, todo, chunksize=1)
-
-
 # --- the job -------------------------------------------------------------------------------
 
 
 def prepare_out_dir(config: GenerateConfig, out_dir: Path) -> None:
     """Create ``out_dir`` and record the config; refuse a directory made with another config."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError("--out exists and is not a directory", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_path = out_dir / CONFIG_NAME
-    if config_path.exists():
-        previous = load_config(config_path)
-        if previous.fingerprint() != config.fingerprint():
-            raise UserError(f"this directory holds a dataset made with a different config ({config_path}); "
-                            "use another --out or the same config", out_dir)
-    atomic_write_text(config_path, dump_config(config))
+    record_config(out_dir, dump_config(config),
+                  lambda path: load_config(path).fingerprint() == config.fingerprint())
 
 
 def run_generate(config: GenerateConfig | str | Path, out_dir: str | Path, *, num: int | None = None,
@@ -176,72 +58,28 @@ def run_generate(config: GenerateConfig | str | Path, out_dir: str | Path, *, nu
     A config with ``generator: rgbd`` is run by :mod:`focaldepth.generate.rgbd` (sweeps from
     real RGB-D images, same storage format)."""
     if not isinstance(config, GenerateConfig) and is_rgbd_config(config):
-        from focaldepth.generate.rgbd import run_rgbd
-
-        result = run_rgbd(config, out_dir, num=num, shard=shard if isinstance(shard, str) or shard is None
-                          else f"{shard.index}/{shard.count}", workers=workers, contact_sheet=contact_sheet,
-                          progress=progress)
-        return Summary(Path(out_dir), result["owned"], result["generated"], result["skipped"], result["frames"],
-                       result["seconds"], Path(result["manifest"]), result["manifest_sequences"],
-                       None if result["contact_sheet"] is None else Path(result["contact_sheet"]))
+        return run_rgbd(config, out_dir, num=num, shard=shard, workers=workers, contact_sheet=contact_sheet,
+                        progress=progress)
     if not isinstance(config, GenerateConfig):
         config = load_config(config)
     shard = shard if isinstance(shard, Shard) else parse_shard(shard)
     num_sequences = config.num_sequences if num is None else num
-    if num_sequences < 1:
-        raise UserError(f"--num must be >= 1, got {num_sequences}")
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
+    check_counts(num_sequences, workers)
     out_dir = Path(out_dir)
     prepare_out_dir(config, out_dir)
-
-    owned = shard_indices(num_sequences, shard)
-    done = finished_sequences(out_dir)
-    for index in owned:  # leftovers of a killed run (only ours: other shards may be writing)
-        for leftover in temporary_files(out_dir, index):
-            leftover.unlink(missing_ok=True)
-    todo = [k for k in owned if k not in done]
-
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    frames = 0
-    bar = tqdm(total=len(owned), initial=len(owned) - len(todo), unit="seq", desc="generate",
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
-    try:
-        if todo:
-            runs = (_run_in_process(config, out_dir, todo) if workers == 1 or len(todo) == 1
-                    else _run_in_pool(config, out_dir, todo, min(workers, len(todo))))
-            for _, num_frames in runs:
-                frames += num_frames
-                bar.update(1)
-                bar.set_postfix(frames_per_s=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}")
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - start
-
-    manifest, listed = rebuild_manifest(out_dir)
-    sheet = None
-    if contact_sheet is not None:
-        from focaldepth.generate.contact_sheet import write_contact_sheet
-
-        sheet = write_contact_sheet(out_dir, contact_sheet)
-    return Summary(out_dir, len(owned), len(todo), len(owned) - len(todo), frames, seconds, manifest, listed, sheet)
+    return run_job(make_one, config, out_dir, shard_indices(num_sequences, shard), workers=workers,
+                   contact_sheet=contact_sheet, progress=progress)
 
 
 def is_rgbd_config(config: object) -> bool:
     """Whether ``config`` (a path or a loaded config) is an RGB-D sweep config (``generator: rgbd``)."""
-    from focaldepth.generate.rgbd import RgbdConfig
-
     if isinstance(config, RgbdConfig):
         return True
     if not isinstance(config, (str, Path)):
         return False
-    import yaml
-
     try:
-        mapping = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        mapping = read_yaml_file(config)
+    except UserError:
         return False  # load_config reports the problem
     return isinstance(mapping, dict) and mapping.get("generator") == "rgbd"
 
