@@ -211,6 +211,12 @@ class StreamingPredictor:
         self.full_frames: deque[np.ndarray] = deque(maxlen=self.window)
         self._current_full: np.ndarray | None = None
         self.flows_computed = 0
+        # A stateful (temporal) model carries a state from frame to frame (models/temporal.py):
+        # it gets the newest flow (current -> previous frame) to move its state along.
+        self.stateful = bool(getattr(self.model, "stateful", False))
+        self.state = None
+        self.last_flow_px: np.ndarray | None = None  # (h, w, 2) current -> previous, working grid
+        self.scene_cuts = 0
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -229,20 +235,28 @@ class StreamingPredictor:
                 self.displacements = deque([self.aligner.displacement(gray, entry[1]) for entry in kept_frames],
                                            maxlen=self.window)
                 self.flows_computed += len(kept_frames)
+                self.last_flow_px = self.displacements[-1] if self.displacements else None
             else:
                 newest = self.aligner.displacement(gray, self.buffer[-1][1])  # current -> previous
                 self.flows_computed += 1
+                self.last_flow_px = newest
                 kept = list(self.displacements)[1:] if len(self.buffer) == self.window else list(self.displacements)
                 self.displacements = deque([self.aligner.compose(newest, d) for d in kept[:-1]] + [newest],
                                            maxlen=self.window)
-        elif len(self.displacements) != len(self.buffer):
-            self.displacements = deque([None] * len(self.buffer), maxlen=self.window)
+        else:
+            self.last_flow_px = None  # first frame, or no alignment: a stateful model assumes no motion
+            if len(self.displacements) != len(self.buffer):
+                self.displacements = deque([None] * len(self.buffer), maxlen=self.window)
         self.buffer.append((small, gray, self._focus_value(focus_distance_m)))
         self.displacements.append(None)
         self._current_full = frame_rgb8
         if self.want_aif and self.output_resolution == "input":
             self.full_frames.append(frame_rgb8)
         return self._estimate()
+
+    def reset_state(self) -> None:
+        """Forget a stateful model's state (e.g. at a known scene cut); the window is kept."""
+        self.state = None
 
     def _focus_value(self, focus_distance_m: float | None) -> float:
         return float(focus_distance_m) if self.metric else math.nan  # relative: see _window_focus
@@ -313,18 +327,28 @@ class StreamingPredictor:
         distinct_focus = len(set(np.round(focus, 9))) >= min(needed, 2)
         usable = count >= needed and distinct_focus
         if not usable:
+            self.state = None  # nothing to carry across a frame without an estimate
             return self._fallback(focus)
         indices = select_slices(focus, self.max_slices)
         frames = torch.from_numpy(self._aligned_window(indices)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
         focus_t = torch.tensor([[focus[i] for i in indices]], dtype=torch.float32, device=self.device)
         camera = camera_tensor([self.camera], device=self.device)
+        fill = min(1.0, count / self.window)
         with torch.inference_mode():
-            outputs = self.model(frames, focus_t, camera)
+            if self.stateful:
+                flow = None if self.last_flow_px is None else \
+                    torch.from_numpy(np.ascontiguousarray(self.last_flow_px)).permute(2, 0, 1)[None].to(self.device)
+                outputs, self.state = self.model.step(self.state, frames, focus_t, camera,
+                                                      flow_to_previous_px=flow, window_fill=fill)
+                self.scene_cuts += int(outputs["scene_cut"].sum())
+            else:
+                outputs = self.model(frames, focus_t, camera)
         inverse_depth = 1.0 / outputs["depth_m"].clamp_min(1e-6)
         confidence = outputs.get("confidence", torch.ones_like(inverse_depth))
-        # Fewer frames than a full window: keep the estimate, lower the trust.
-        confidence = confidence * min(1.0, count / self.window)
+        if not self.stateful:  # (a stateful model weighs partial windows itself: window_fill)
+            # Fewer frames than a full window: keep the estimate, lower the trust.
+            confidence = confidence * fill
         aif = self._all_in_focus(outputs, frames, indices) if self.want_aif else None
         if self.out_hw == (self.work_h, self.work_w):
             return FramePrediction(self._upsample(1.0 / inverse_depth), self._upsample(confidence), count, aif)
@@ -762,6 +786,8 @@ def run_summary(sequence, depth_model, predictor, model_name, latencies_s, depth
         "window_frames": predictor.window,
         "max_slices": predictor.max_slices,
         "aligned_with_optical_flow": predictor.aligner is not None,
+        "temporal_state": predictor.stateful,
+        "scene_cuts_detected": predictor.scene_cuts if predictor.stateful else None,
         "metric": predictor.metric,
         "depth_units": "metres" if predictor.metric else
         "relative inverse depth (1 = nearest focus, 0 = farthest); focus distances unknown",

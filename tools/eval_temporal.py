@@ -1,0 +1,147 @@
+"""Score a model through ``predict``'s streaming path on every sequence of a generated set:
+accuracy, frame-to-frame error on moving scenes, flicker on static scenes under repeated sweeps.
+
+Each sequence is pushed frame by frame into :class:`focaldepth.predict.StreamingPredictor`
+(defaults of ``focaldepth predict``: one focus ramp per window, DIS optical flow, motion-
+compensated windows, output at the input resolution with guided upsampling), so a per-window
+model and a stateful temporal model are scored on exactly what users get. Static sequences
+(one 10-frame ramp) are replayed ``--static-sweeps`` times: a still camera sweeping again and
+again (the same frames each sweep, so any change between sweeps is the model's own).
+
+Per sequence (frames with an estimate, i.e. from the second frame on):
+* ``absrel``, ``delta1``: :func:`focaldepth.metrics.depth_metrics` on every valid pixel, mean
+  over frames;
+* dynamic: ``temporal_err_rel`` = mean |(p_t - w(p_{t-1})) - (g_t - w(g_{t-1}))| / g_t along the
+  ground-truth flow w (:func:`focaldepth.metrics.temporal_stability`, its ground-truth
+  occlusion test), mean over consecutive pairs; ``temporal_change_pred_rel`` likewise;
+* static: ``flicker_rel`` = mean |p_t - p_{t-1}| / g_t (frame to frame, nothing moves), and
+  ``sweep_change_rel`` = mean |p_t - p_{t-R}| / p_{t-R} between the same frame of consecutive
+  sweeps (R = ramp length), over sweeps 2..K, with ``sweep_within_1pct``, the share of pixels
+  where it is below 1 %.
+
+  OMP_NUM_THREADS=1 python tools/eval_temporal.py --model sweepnet_default --data data/cpu_val_v2 \
+      --out runs/temporal_eval/sweepnet_default_cpu_val_v2.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_temporal import read_clip  # noqa: E402
+
+from focaldepth.data import load_records  # noqa: E402
+from focaldepth.io.atomic import atomic_write_text  # noqa: E402
+from focaldepth.metrics import depth_metrics, temporal_stability  # noqa: E402
+from focaldepth.predict import StreamingPredictor, load_model, ramp_length  # noqa: E402
+
+
+def _t(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, np.float32))[None, None]
+
+
+def score_sequence(model, clip: dict) -> dict:
+    frames, gt = clip["frames"], clip["depth_m"]
+    focus = [float(f) for f in clip["focus_distance_m"]]
+    height, width = frames.shape[1:3]
+    predictor = StreamingPredictor(model, clip["camera"], focus, height, width)
+    preds, latencies = [], []
+    for frame, focus_m in zip(frames, focus):
+        start = time.perf_counter()
+        result = predictor.push(frame, focus_m)
+        latencies.append(time.perf_counter() - start)
+        preds.append(result.depth_m if result.frames_used >= 2 else None)
+    rows = {"index": clip["index"], "is_dynamic": clip["is_dynamic"], "frames": len(frames),
+            "working_hw": [predictor.work_h, predictor.work_w],
+            "latency_s": float(np.median(latencies[1:])),
+            "scene_cuts": predictor.scene_cuts}
+    valid = [np.isfinite(g) & (g > 0) for g in gt]
+    scored = [t for t, p in enumerate(preds) if p is not None]
+    accuracy = [depth_metrics(_t(preds[t]), _t(gt[t]), torch.from_numpy(valid[t])[None, None]) for t in scored]
+    rows["absrel"] = float(np.nanmean([m["absrel"] for m in accuracy]))
+    rows["delta1"] = float(np.nanmean([m["delta1"] for m in accuracy]))
+    pairs = [t for t in scored if t - 1 in scored]
+    if clip["is_dynamic"]:
+        stability = [temporal_stability(_t(preds[t]), _t(preds[t - 1]), _t(gt[t]), _t(gt[t - 1]),
+                                        torch.from_numpy(clip["flow"][t]).permute(2, 0, 1)[None].float(),
+                                        torch.from_numpy(valid[t])[None, None],
+                                        valid_prev=torch.from_numpy(valid[t - 1])[None, None]) for t in pairs]
+        for key in ("temporal_err_rel", "temporal_change_pred_rel", "temporal_change_gt_rel"):
+            rows[key] = float(np.nanmean([s[key] for s in stability]))
+    else:
+        ramp = ramp_length(focus) or len(focus)
+        rows["flicker_rel"] = float(np.mean([(np.abs(preds[t] - preds[t - 1]) / gt[t])[valid[t]].mean()
+                                             for t in pairs]))
+        # the earlier of the two frames already has a full window (first-sweep start-up excluded)
+        later = [t for t in scored if t - ramp >= ramp - 1]
+        changes = [np.abs(preds[t] - preds[t - ramp]) / preds[t - ramp] for t in later]
+        rows["sweep_change_rel"] = float(np.mean([c[valid[t]].mean() for c, t in zip(changes, later)]))
+        rows["sweep_within_1pct"] = float(np.mean([(c[valid[t]] < 0.01).mean() for c, t in zip(changes, later)]))
+        last = len(focus) - 1  # the end of the last sweep against the end of the one before
+        end_change = np.abs(preds[last] - preds[last - ramp]) / preds[last - ramp]
+        rows["end_of_sweep_change_rel"] = float(end_change[valid[last]].mean())
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for group, keep in (("all", lambda r: True), ("static", lambda r: not r["is_dynamic"]),
+                        ("dynamic", lambda r: r["is_dynamic"])):
+        chosen = [r for r in rows if keep(r)]
+        if not chosen:
+            continue
+        keys = sorted({k for r in chosen for k, v in r.items() if isinstance(v, float)})
+        out[group] = {k: float(np.nanmean([r[k] for r in chosen if k in r])) for k in keys}
+        out[group]["sequences"] = len(chosen)
+        out[group]["scene_cuts"] = int(sum(r["scene_cuts"] for r in chosen))
+    return out
+
+
+def finite(value):
+    """JSON-safe: nan -> None."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="shipped model name or model file")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--static-sweeps", type=int, default=3)
+    parser.add_argument("--sweep-noise", type=float, default=2.0 / 255.0,
+                        help="Gaussian noise std added to each replayed static sweep (fresh sensor noise)")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    model = load_model(args.model)
+    records = load_records(Path(args.data))[:args.limit]
+    start = time.perf_counter()
+    rows = []
+    for record in records:
+        clip = read_clip(Path(args.data) / record["file"], static_sweeps=args.static_sweeps,
+                         sweep_noise_std=args.sweep_noise)
+        rows.append(score_sequence(model, clip))
+    result = {"model": args.model, "data": args.data, "static_sweeps": args.static_sweeps,
+              "sweep_noise_std": args.sweep_noise,
+              "command": "python tools/eval_temporal.py " + " ".join(argv or sys.argv[1:]),
+              "seconds": time.perf_counter() - start, "summary": summarise(rows), "per_sequence": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.out), json.dumps(finite(result), indent=1, allow_nan=False) + "\n")
+    print(json.dumps(result["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
