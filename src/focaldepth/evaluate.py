@@ -14,10 +14,18 @@ Two passes over the test folder:
    all evaluated items of the sequence (one range per clip, never per frame), so a
    normalised MSE of 1e-3 means an RMS error of ~3 % of that sequence's depth span: the
    seed's reporting convention for its Blender scenes.
-2. **Temporal stability** (dynamic sequences only). The model runs on every window of
-   ``num_frames`` consecutive frames of the sweep; the depth of window t and window t-1 are
+2. **Temporal stability.** The model runs on every window of ``num_frames`` consecutive
+   frames of every sequence. On dynamic sequences the depth of window t and window t-1 are
    compared along the ground-truth flow of frame t (see
-   :func:`focaldepth.metrics.temporal_stability`).
+   :func:`focaldepth.metrics.temporal_stability`; ``temporal_err_rel`` is the issue's
+   frame-to-frame error along the flow, ``temporal_err_rel_pixel`` the same per pixel
+   without warping). Every sequence, static or dynamic, gets the TAE of Video Depth Anything
+   (:func:`focaldepth.metrics.temporal_alignment_error`: ``tae`` after the paper's per-video
+   scale-shift alignment in disparity, ``tae_metric`` on the depth as predicted; one value per
+   video). Static sequences get flicker (:func:`focaldepth.metrics.per_image_flicker`):
+   ``flicker_frame_rel`` between consecutive windows and ``flicker_sweep_rel`` between
+   windows one sweep apart at the same sweep phase (same focus distances). docs/temporal.md
+   has the definitions.
 
 With ``align=True`` every stack of both passes is first warped onto its last (current) frame
 with the dense optical flow of ``focaldepth predict`` (:class:`focaldepth.predict.FlowAligner`,
@@ -53,8 +61,11 @@ from focaldepth.io.atomic import atomic_path, atomic_write_text
 from focaldepth.metrics import (
     METRIC_NAMES,
     TEMPORAL_NAMES,
+    VIDEO_NAMES,
     ConfidenceAccumulator,
     MetricAccumulator,
+    per_image_flicker,
+    temporal_alignment_error,
 )
 from focaldepth.train.masks import mask_to_focus_range
 
@@ -64,6 +75,8 @@ Batch = dict[str, Any]
 Predictor = Callable[[Batch], "torch.Tensor | Mapping[str, torch.Tensor]"]
 
 NORMALISED_PREFIX = "norm_"
+#: Counts of the video metrics (MetricAccumulator.compute), in metrics.json's video_counts.
+VIDEO_COUNTS = ("num_static_pairs", "num_sweep_pairs", "num_tae_videos")
 CLASSICAL = "classical"
 #: Metric-depth bins of the error-vs-depth plot: log-spaced over every depth a generated
 #: scene can contain (0.05-10 m, with margin).
@@ -239,24 +252,30 @@ def open_test_set(root: str | Path, *, num_frames: int, sample: str, split: str 
 
 
 class ConsecutiveWindows(Dataset):
-    """Every window of ``num_frames`` consecutive frames of each dynamic sequence of a
+    """Every window of ``num_frames`` consecutive frames of each dynamic sequence (``motion=
+    "dynamic"``; ``"static"``: each static one, ``"all"``: every one) of a
     :class:`focaldepth.data.FocusSweepDataset`, in frame order (the dataset itself serves one
     random window per sequence). Items gain ``frame_index``: the window's last frame."""
 
-    def __init__(self, base: Dataset) -> None:
+    MOTIONS = ("dynamic", "static", "all")
+
+    def __init__(self, base: Dataset, motion: str = "dynamic") -> None:
         if not hasattr(base, "records") or not hasattr(base, "_frame_indices"):
             raise TypeError("ConsecutiveWindows needs a FocusSweepDataset (records, frame "
                             "selection)")
-        self.base = base
+        if motion not in self.MOTIONS:
+            raise ValueError(f"motion must be one of {self.MOTIONS}, got {motion!r}")
+        self.base, self.motion = base, motion
         size = base.num_frames
         self.windows = [(item, stop) for item, record in enumerate(base.records)
-                        if record["is_dynamic"] for stop in range(size, record["num_frames"] + 1)]
+                        if motion == "all" or bool(record["is_dynamic"]) == (motion == "dynamic")
+                        for stop in range(size, record["num_frames"] + 1)]
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def item_is_dynamic(self, index: int) -> bool:
-        return True
+        return bool(self.base.records[self.windows[index][0]]["is_dynamic"])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item, stop = self.windows[index]
@@ -462,8 +481,9 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
                      depth_ranges: Mapping[int, tuple[float, float]] | None = None,
                      valid_range_margin: float | None = None,
                      progress: bool = True) -> EvaluationResult:
-    """Score ``predict`` on ``accuracy_set`` (and temporal stability on the dynamic sequences
-    of ``temporal_set``, whose items must come in frame order within each sequence).
+    """Score ``predict`` on ``accuracy_set`` (and the temporal metrics on the sequences of
+    ``temporal_set``, whose items must come in frame order within each sequence: stability
+    on dynamic ones, flicker on static ones, TAE on both).
 
     Normalised metrics use ``depth_ranges[sequence_index]`` (near, far) when given, else the
     valid ground-truth range over the sequence's evaluated items; items of one sequence are
@@ -538,7 +558,7 @@ def evaluate_dataset(predict: Predictor, accuracy_set: Dataset,
         flush(pending)
 
     if temporal_set is not None:
-        _temporal_pass(predict, temporal_set, seq_metrics, overall, by_motion["dynamic"],
+        _temporal_pass(predict, temporal_set, seq_metrics, overall, by_motion,
                        valid_range_margin=valid_range_margin, progress=progress)
 
     per_sequence = []
@@ -568,36 +588,103 @@ def _item_is_dynamic(dataset: Dataset, index: int) -> bool | None:
     return bool(lookup(index)) if callable(lookup) else None
 
 
+@dataclass
+class _Video:
+    """The windows of one sequence seen by the temporal pass: what TAE (one value per video,
+    after a per-video alignment) and the sweep-phase flicker need. Predictions and ground
+    truth in float32, flow in float16 (as stored by the generator)."""
+
+    sequence_index: int
+    is_dynamic: bool
+    preds: list[torch.Tensor] = field(default_factory=list)
+    gts: list[torch.Tensor] = field(default_factory=list)
+    valids: list[torch.Tensor] = field(default_factory=list)
+    flows: list[torch.Tensor] = field(default_factory=list)
+    #: static sequences: (focus distances of the window, index into preds) of recent windows
+    phases: list[tuple[torch.Tensor, int]] = field(default_factory=list)
+
+
+def _same_phase(focus_a: torch.Tensor, focus_b: torch.Tensor) -> bool:
+    return focus_a.shape == focus_b.shape and bool(torch.allclose(focus_a, focus_b, rtol=1e-6,
+                                                                  atol=0.0))
+
+
 def _temporal_pass(predict: Predictor, dataset: Dataset, seq_metrics: dict[int, MetricAccumulator],
-                   overall: MetricAccumulator, dynamic: MetricAccumulator, *,
+                   overall: MetricAccumulator, by_motion: Mapping[str, MetricAccumulator], *,
                    valid_range_margin: float | None, progress: bool) -> None:
-    """Temporal stability between consecutive windows of each dynamic sequence."""
+    """Temporal metrics over consecutive windows of each sequence: temporal stability between
+    windows of dynamic sequences, flicker on static ones, and TAE per video (both)."""
     from tqdm.auto import tqdm
 
+    def record(sequence_index: int, is_dynamic: bool, rows: Sequence[Mapping[str, float]],
+               add_to_sequence: bool = True) -> None:
+        accumulator = seq_metrics.setdefault(sequence_index, MetricAccumulator())
+        group = by_motion["dynamic" if is_dynamic else "static"]
+        for row in rows:
+            if add_to_sequence:
+                accumulator.add(row)
+            overall.add(row)
+            group.add(row)
+
+    def finish(video: _Video | None) -> None:
+        if video is None or len(video.preds) < 2:
+            return
+        flows = [flow.float() for flow in video.flows]
+        row = {"tae": temporal_alignment_error(video.preds, video.gts, flows, video.valids),
+               "tae_metric": temporal_alignment_error(video.preds, video.gts, flows,
+                                                      video.valids, align=False)}
+        record(video.sequence_index, video.is_dynamic, [row])
+
     previous: dict[str, Any] | None = None
+    video: _Video | None = None
     for index in tqdm(range(len(dataset)), desc="temporal", disable=not progress, unit="window"):
-        if _item_is_dynamic(dataset, index) is False:
-            previous = None
-            continue
         item = dataset[index]
-        if not bool(_scalar(item.get("is_dynamic", False))):
+        if "flow" not in item:  # a data set without flow: no temporal metrics
             previous = None
             continue
+        is_dynamic = bool(_scalar(item.get("is_dynamic", False)))
         batch = mask_to_focus_range(_batched(item), valid_range_margin)
         current = {"sequence_index": int(_scalar(item["sequence_index"])),
                    "frame_index": _scalar(item["frame_index"]) if "frame_index" in item else None,
-                   "pred": _split_prediction(predict(batch))[0], "gt": batch["depth_m"].float(),
-                   "valid": batch["valid"].bool(), "flow": batch["flow"].float()}
-        if previous is not None and previous["sequence_index"] == current["sequence_index"] and (
-                current["frame_index"] is None or current["frame_index"] == previous["frame_index"] + 1):
-            accumulator = seq_metrics.setdefault(current["sequence_index"], MetricAccumulator())
+                   "pred": _split_prediction(predict(batch))[0].detach().float(),
+                   "gt": batch["depth_m"].float(), "valid": batch["valid"].bool(),
+                   "flow": batch["flow"].float(), "focus": batch["focus_distance_m"][0].float()}
+        consecutive = previous is not None and \
+            previous["sequence_index"] == current["sequence_index"] and (
+                current["frame_index"] is None
+                or current["frame_index"] == previous["frame_index"] + 1)
+        if not consecutive:
+            finish(video)
+            video = _Video(current["sequence_index"], is_dynamic)
+        assert video is not None
+        sequence = current["sequence_index"]
+        if consecutive and is_dynamic:
+            accumulator = seq_metrics.setdefault(sequence, MetricAccumulator())
             rows = accumulator.update_temporal(
                 current["pred"], previous["pred"], current["gt"], previous["gt"], current["flow"],
                 current["valid"], valid_prev=previous["valid"])
-            for row in rows:
-                overall.add(row)
-                dynamic.add(row)
+            record(sequence, True, rows, add_to_sequence=False)
+        elif consecutive:
+            flicker = per_image_flicker(current["pred"], previous["pred"], current["gt"],
+                                        current["valid"], previous["valid"])
+            record(sequence, False, [{"flicker_frame_rel": float(v)} for v in flicker])
+        if not is_dynamic:
+            # the latest earlier window at the same sweep phase: one sweep ago
+            match = next((k for focus, k in reversed(video.phases)
+                          if _same_phase(focus, current["focus"])), None)
+            if match is not None:
+                flicker = per_image_flicker(current["pred"], video.preds[match], current["gt"],
+                                            current["valid"], video.valids[match])
+                record(sequence, False, [{"flicker_sweep_rel": float(v)} for v in flicker])
+                # windows before the match can never be the latest match again
+                video.phases = [(f, k) for f, k in video.phases if k > match]
+            video.phases.append((current["focus"], len(video.preds)))
+        video.preds.append(current["pred"])
+        video.gts.append(current["gt"])
+        video.valids.append(current["valid"])
+        video.flows.append(current["flow"].half())
         previous = current
+    finish(video)
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,14 +706,18 @@ def _clean(value: Any) -> Any:
 
 def split_metrics(aggregate: Mapping[str, float]) -> dict[str, dict[str, float]]:
     """Aggregated accumulator output -> ``{"metres": ..., "normalised": ..., "temporal": ...,
-    "counts": ...}``."""
+    "counts": ..., "video_counts": ...}``."""
+    # flicker window pairs of static sequences and videos with a TAE (only when measured)
+    video_counts = {name: aggregate[name] for name in VIDEO_COUNTS if name in aggregate}
     return {
         "metres": {name: aggregate[name] for name in METRIC_NAMES if name in aggregate},
         "normalised": {name: aggregate[NORMALISED_PREFIX + name] for name in METRIC_NAMES
                        if NORMALISED_PREFIX + name in aggregate},
-        "temporal": {name: aggregate[name] for name in TEMPORAL_NAMES if name in aggregate},
+        "temporal": {name: aggregate[name] for name in TEMPORAL_NAMES + VIDEO_NAMES
+                     if name in aggregate},
         "counts": {"num_images": aggregate.get("num_images", 0),
                    "num_pairs": aggregate.get("num_pairs", 0)},
+        **({"video_counts": video_counts} if video_counts else {}),
     }
 
 
@@ -652,7 +743,14 @@ TEMPORAL_COLUMNS = (("temporal_err_m", "flow-aligned Δ error (m)", "{:.3g}"),
                     ("temporal_err_rel", "rel. Δ error", "{:.3g}"),
                     ("temporal_change_pred_rel", "pred. rel. change", "{:.3g}"),
                     ("temporal_change_gt_rel", "GT rel. change", "{:.3g}"),
-                    ("temporal_coverage", "coverage", "{:.0%}"))
+                    ("temporal_coverage", "coverage", "{:.0%}"),
+                    ("temporal_err_rel_pixel", "rel. Δ error per pixel (no warp)", "{:.3g}"),
+                    ("tae", "TAE (aligned)", "{:.3g}"),
+                    ("tae_metric", "TAE (metric)", "{:.3g}"))
+FLICKER_COLUMNS = (("flicker_frame_rel", "frame-to-frame", "{:.3g}"),
+                   ("flicker_sweep_rel", "sweep-to-sweep, same phase", "{:.3g}"),
+                   ("num_static_pairs", "window pairs", "{:d}"),
+                   ("num_sweep_pairs", "sweep pairs", "{:d}"))
 
 
 CONFIDENCE_COLUMNS = (("absrel_all", "AbsRel all", "{:.3f}"),
@@ -677,10 +775,17 @@ def results_markdown(summary: Mapping[str, Any]) -> str:
              "## Depth in metres\n", markdown_table([(n, g["metres"]) for n, g in groups]),
              "\n## Depth normalised to [0, 1] by each sequence's depth range\n",
              markdown_table([(n, g["normalised"]) for n, g in groups])]
-    temporal = [(n, g["temporal"]) for n, g in groups if g["temporal"]]
+    temporal = [(n, g["temporal"]) for n, g in groups
+                if any(k in g["temporal"] for k, _, _ in TEMPORAL_COLUMNS)]
     if temporal:
-        parts += ["\n## Temporal stability (consecutive windows, along ground-truth flow)\n",
-                  markdown_table(temporal, TEMPORAL_COLUMNS)]
+        heading = ("\n## Temporal stability (consecutive windows, along ground-truth flow; "
+                   "TAE per video)\n")
+        parts += [heading, markdown_table(temporal, TEMPORAL_COLUMNS)]
+    flicker = [(n, {**g["temporal"], **g.get("video_counts", {})}) for n, g in groups
+               if "flicker_frame_rel" in g["temporal"] or "flicker_sweep_rel" in g["temporal"]]
+    if flicker:
+        parts += ["\n## Flicker on static scenes (mean |p_t - p_ref| / g_t)\n",
+                  markdown_table(flicker, FLICKER_COLUMNS)]
     if summary.get("confidence"):
         conf = summary["confidence"]
         rows = [("all", conf)] + [(k, conf["by_motion"][k]) for k in ("static", "dynamic")
@@ -693,7 +798,8 @@ def results_markdown(summary: Mapping[str, Any]) -> str:
 
 def write_per_sequence_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     head = ["sequence_index", "is_dynamic", "depth_min_m", "depth_max_m", "num_images", "num_pairs"]
-    metric_columns = list(METRIC_NAMES) + [NORMALISED_PREFIX + n for n in METRIC_NAMES] + list(TEMPORAL_NAMES)
+    metric_columns = (list(METRIC_NAMES) + [NORMALISED_PREFIX + n for n in METRIC_NAMES]
+                      + list(TEMPORAL_NAMES) + list(VIDEO_NAMES))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=head + metric_columns, extrasaction="ignore")
     writer.writeheader()
@@ -840,6 +946,8 @@ def evaluate(checkpoint: str, data: str | Path, out: str | Path, *, num_frames: 
                                  crop_size=crop_size)
     temporal_set = open_test_set(data, num_frames=frames, sample="windows", split=split,
                                  crop_size=crop_size) if temporal else None
+    if isinstance(temporal_set, ConsecutiveWindows):  # static clips too: flicker and TAE
+        temporal_set = ConsecutiveWindows(temporal_set.base, motion="all")
     ranges = scene_depth_ranges(accuracy_set)
     if align:
         accuracy_set = FlowAlignedFrames(accuracy_set)

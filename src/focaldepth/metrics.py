@@ -42,13 +42,15 @@ DDFF-style papers trained on Blender scenes) report MSE, RMS and accuracy on dep
 [0, 1]; use one range per data set (or per clip, never per frame) so numbers compare. Because
 normalised depth reaches 0 at ``d_min``, ratio and log metrics floor both maps at 1e-3 there.
 
-Temporal stability (:func:`temporal_stability`): see its docstring.
+Temporal stability (:func:`temporal_stability`): see its docstring. Video metrics (TAE of
+Video Depth Anything, :func:`temporal_alignment_error`; flicker on static scenes,
+:func:`per_image_flicker`): see theirs and docs/temporal.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import kornia
 import torch
@@ -76,7 +78,13 @@ TEMPORAL_NAMES = (
     "temporal_change_pred_rel",
     "temporal_change_gt_rel",
     "temporal_coverage",
+    "temporal_err_rel_pixel",
 )
+#: Video metrics beyond frame pairs (see :func:`temporal_alignment_error`,
+#: :func:`per_image_flicker`): TAE per video (aligned as Video Depth Anything, and on the
+#: metric depth as predicted), flicker on static scenes between consecutive windows and
+#: between consecutive sweeps at the same sweep phase.
+VIDEO_NAMES = ("tae", "tae_metric", "flicker_frame_rel", "flicker_sweep_rel")
 
 # skimage.filters.scharr_v / scharr_h (v0.26): smoothing [3, 10, 3]/16 across the derivative
 # direction times the central difference [1, 0, -1] along it (correlation form).
@@ -391,7 +399,14 @@ def per_image_temporal_stability(
     delta_pred = pred_t - warped_pred
     delta_gt = gt_t - warped_gt
     gt_safe = gt_t.clamp_min(METRE_FLOOR)
+    # The same change error per pixel, without warping (what a viewer of the raw depth video
+    # sees at a fixed pixel): valid in both frames only.
+    same_pixel = valid & torch.isfinite(gt_prev) & (gt_prev > 0)
+    if valid_prev is not None:
+        same_pixel = same_pixel & valid_prev.bool()
+    pixel_change_error = ((pred_t - pred_prev) - (gt_t - gt_prev_clean)).abs() / gt_safe
     rows = {
+        "temporal_err_rel_pixel": _masked_mean(pixel_change_error, same_pixel),
         "temporal_err_m": _masked_mean((delta_pred - delta_gt).abs(), usable),
         "temporal_err_rel": _masked_mean((delta_pred - delta_gt).abs() / gt_safe, usable),
         "temporal_change_pred_rel": _masked_mean(delta_pred.abs() / gt_safe, usable),
@@ -442,7 +457,10 @@ def temporal_stability(
     * ``temporal_change_pred_rel`` / ``temporal_change_gt_rel``: mean |Delta_pred| / gt_t and
       mean |Delta_gt| / gt_t, the predicted versus true relative frame-to-frame change (on a
       static scene the first is pure flicker);
-    * ``temporal_coverage``: fraction of frame-t valid pixels that were compared.
+    * ``temporal_coverage``: fraction of frame-t valid pixels that were compared;
+    * ``temporal_err_rel_pixel``: the same mean |(p_t - p_{t-1}) - (g_t - g_{t-1})| / g_t per
+      pixel, *without* warping, over pixels valid in both frames (the change a viewer sees at
+      a fixed pixel of the depth video; on a static scene equal to the warped one).
     """
     rows = per_image_temporal_stability(
         pred_t,
@@ -456,6 +474,153 @@ def temporal_stability(
         gt_consistency_rel=gt_consistency_rel,
     )
     return {name: _mean_over_images(values) for name, values in rows.items()}
+
+
+# --- video metrics: TAE and flicker ---------------------------------------------------------
+
+
+def align_disparity_scale_shift(
+    preds_m: Sequence[torch.Tensor],
+    gts_m: Sequence[torch.Tensor],
+    valids: Sequence[torch.Tensor] | None = None,
+    *,
+    max_depth_m: float | None = None,
+) -> list[torch.Tensor]:
+    """One scale and shift per video in disparity, as Video Depth Anything's evaluation
+    (``benchmark/eval/eval_tae.py``) aligns before TAE: least squares s, t minimising
+    sum (s / p + t - 1 / g)^2 over the valid pixels of *all* frames (g > 1e-3 and, if given,
+    g < ``max_depth_m``), then p' = 1 / max(s / p + t, 1e-3) clipped to [1e-3, max_depth_m].
+    (VDA's models output disparity; ours output metric depth, so 1 / p is the disparity.)"""
+    disparities, targets = [], []
+    for index, (pred, gt) in enumerate(zip(preds_m, gts_m)):
+        keep = torch.isfinite(gt) & (gt > 1e-3)
+        if max_depth_m is not None:
+            keep = keep & (gt < max_depth_m)
+        if valids is not None:
+            keep = keep & valids[index].bool()
+        disparities.append(1.0 / pred.double().clamp_min(1e-3)[keep])
+        targets.append(1.0 / (gt.double()[keep] + 1e-8))
+    x, y = torch.cat(disparities), torch.cat(targets)
+    if x.numel() < 2:
+        return [pred.clone() for pred in preds_m]
+    design = torch.stack([x, torch.ones_like(x)], dim=1)
+    scale, shift = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+    aligned = []
+    for pred in preds_m:
+        disparity = (scale / pred.double().clamp_min(1e-3) + shift).clamp_min(1e-3)
+        depth = (1.0 / disparity).clamp(1e-3, max_depth_m if max_depth_m is not None else math.inf)
+        aligned.append(depth.to(pred.dtype))
+    return aligned
+
+
+def per_image_tae_pair(
+    pred_prev: torch.Tensor,
+    pred_t: torch.Tensor,
+    gt_prev: torch.Tensor,
+    gt_t: torch.Tensor,
+    flow_t_to_prev: torch.Tensor,
+    valid_t: torch.Tensor | None = None,
+    valid_prev: torch.Tensor | None = None,
+    *,
+    gt_consistency_rel: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two AbsRel terms of TAE for frames (t-1, t), per image ``(B,)`` each (nan where no
+    pixel is compared): depth of t-1 reprojected into t against the prediction of t, and
+    depth of t reprojected into t-1 against the prediction of t-1.
+
+    Reprojection follows the ground-truth flow (``flow_t_to_prev``: frame t -> t-1, on t's
+    grid) instead of a camera pose: the tracked point's depth changes by the true change
+    Delta g = g_t - w(g_{t-1}) (w: backward warp along the flow), so
+
+        forward  = mean |p_t - (w(p_{t-1}) + Delta g)| / p_t
+        backward = mean |w(p_{t-1}) - (p_t - Delta g)| / w(p_{t-1})
+
+    over pixels valid in t, whose flow lands inside t-1 on a valid pixel, that pass the
+    occlusion test |w(g_{t-1}) - g_t| <= ``gt_consistency_rel`` g_t (as
+    :func:`temporal_stability`), and whose reprojected depth is positive. This equals VDA's
+    pose reprojection z' = R_3 . X + t_z when the rotation between frames is negligible (then
+    z' = z + t_z, t_z = Delta g along the track) and, unlike a pose, it also covers objects
+    that move independently. Both terms share the numerator because the correspondences are
+    the ground truth's, not re-derived from the predicted depth as in VDA's projection."""
+    valid_t = _check_depth_pair(pred_t, gt_t, valid_t)
+    flow = flow_t_to_prev.detach().to(pred_t.dtype)
+    pred_t, pred_prev = pred_t.detach(), pred_prev.detach()
+    warped_pred, inside = warp_to_current(pred_prev, flow)
+    gt_prev_clean = torch.where(torch.isfinite(gt_prev), gt_prev, torch.zeros_like(gt_prev))
+    warped_gt, _ = warp_to_current(gt_prev_clean.to(pred_t.dtype), flow)
+    usable = valid_t & inside & (warped_gt > 0)
+    usable = usable & ((warped_gt - gt_t).abs() <= gt_consistency_rel * gt_t)
+    if valid_prev is not None:
+        warped_valid, _ = warp_to_current(valid_prev.to(pred_t.dtype), flow, mode="nearest")
+        usable = usable & (warped_valid > 0.5)
+    change = gt_t - warped_gt
+    into_t = warped_pred + change
+    into_prev = pred_t - change
+    forward_ok = usable & (into_t > 0) & (pred_t > 0)
+    backward_ok = usable & (into_prev > 0) & (warped_pred > 0)
+    forward = (pred_t - into_t).abs() / pred_t.clamp_min(METRE_FLOOR)
+    backward = (warped_pred - into_prev).abs() / warped_pred.clamp_min(METRE_FLOOR)
+    return _masked_mean(forward, forward_ok), _masked_mean(backward, backward_ok)
+
+
+def temporal_alignment_error(
+    preds_m: Sequence[torch.Tensor],
+    gts_m: Sequence[torch.Tensor],
+    flows_t_to_prev: Sequence[torch.Tensor],
+    valids: Sequence[torch.Tensor] | None = None,
+    *,
+    align: bool = True,
+    max_depth_m: float | None = None,
+    gt_consistency_rel: float = 0.1,
+) -> float:
+    """TAE, the temporal alignment error of Video Depth Anything (Chen et al., CVPR 2025), of
+    one video: frames ``preds_m[k]``, ``gts_m[k]`` ``(1, 1, H, W)`` in order, with
+    ``flows_t_to_prev[k]`` ``(1, 2, H, W)`` the backward flow of frame k (index 0 unused):
+
+        TAE = 1 / (2 (N - 1)) sum_{k=0}^{N-2} [AbsRel(f(p_k), p_{k+1}) + AbsRel(f^-1(p_{k+1}), p_k)]
+
+    with f the reprojection of :func:`per_image_tae_pair` and, when ``align`` (the paper's
+    protocol), p the predictions after :func:`align_disparity_scale_shift` over the whole
+    video. A fraction (the paper prints it times 100). Pairs with no comparable pixel are
+    left out of the mean (VDA's code counts them as 0); nan if none is left."""
+    count = len(preds_m)
+    if count != len(gts_m) or count != len(flows_t_to_prev):
+        raise ValueError("temporal_alignment_error: one ground truth and flow per prediction")
+    if count < 2:
+        return math.nan
+    if align:
+        preds_m = align_disparity_scale_shift(preds_m, gts_m, valids, max_depth_m=max_depth_m)
+    terms = []
+    for k in range(count - 1):
+        forward, backward = per_image_tae_pair(
+            preds_m[k], preds_m[k + 1], gts_m[k], gts_m[k + 1], flows_t_to_prev[k + 1],
+            None if valids is None else valids[k + 1], None if valids is None else valids[k],
+            gt_consistency_rel=gt_consistency_rel,
+        )
+        terms += [float(forward.mean()), float(backward.mean())]
+    finite = [v for v in terms if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def per_image_flicker(
+    pred_t: torch.Tensor,
+    pred_ref: torch.Tensor,
+    gt_t: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    valid_ref: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Flicker of a *static* scene, ``(B,)``: mean |p_t - p_ref| / g_t over pixels valid in
+    both, with p_ref the prediction of an earlier window of the same clip (the previous
+    window: frame-to-frame flicker; the window one sweep earlier at the same sweep phase:
+    sweep-to-sweep flicker, which the issue's 1 % target is about). No warping: nothing
+    moves, so any change is flicker."""
+    valid = _check_depth_pair(pred_t, gt_t, valid)
+    if pred_ref.shape != pred_t.shape:
+        raise ValueError(f"pred_ref: expected shape {tuple(pred_t.shape)}, got {tuple(pred_ref.shape)}")
+    if valid_ref is not None:
+        valid = valid & valid_ref.bool()
+    change = (pred_t.detach() - pred_ref.detach()).abs() / gt_t.clamp_min(METRE_FLOOR)
+    return _masked_mean(change, valid)
 
 
 # --- accumulation over a data set ---------------------------------------------------------
@@ -517,12 +682,19 @@ class MetricAccumulator:
 
     def compute(self) -> dict[str, float]:
         """Mean over images of every metric seen, plus ``num_images`` (images with an MSE, under
-        any prefix) and ``num_pairs`` (frame pairs with temporal metrics)."""
+        any prefix) and ``num_pairs`` (frame pairs with temporal metrics); when present,
+        ``num_static_pairs`` / ``num_sweep_pairs`` (flicker pairs) and ``num_tae_videos``
+        (TAE is one value per video, so its mean is over videos)."""
         result = {name: self.sums[name] / self.counts[name] for name in sorted(self.sums)}
         result["num_images"] = max(
             (n for k, n in self.counts.items() if k == "mse" or k.endswith("_mse")), default=0
         )
         result["num_pairs"] = self.counts.get("temporal_coverage", 0)
+        if "flicker_frame_rel" in self.counts or "flicker_sweep_rel" in self.counts:
+            result["num_static_pairs"] = self.counts.get("flicker_frame_rel", 0)
+            result["num_sweep_pairs"] = self.counts.get("flicker_sweep_rel", 0)
+        if "tae" in self.counts:
+            result["num_tae_videos"] = self.counts["tae"]
         return result
 
     def reset(self) -> None:
