@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_path, texture, write_png
+
 from focaldepth.datasets import open_adapter
 from focaldepth.errors import UserError
 

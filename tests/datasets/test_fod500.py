@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import texture, write_png
-from focaldepth.datasets import fod500, open_adapter
+
+from focaldepth.datasets import open_adapter
 from focaldepth.errors import UserError
 
 OpenEXR = pytest.importorskip("OpenEXR", reason="OpenEXR not installed: FoD500 depth is EXR")

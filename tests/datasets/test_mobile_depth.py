@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import shared_path, texture, write_png
+
 from focaldepth.datasets import load_adapter_sequence, open_adapter, open_adapter_test_set
 from focaldepth.errors import UserError
 

@@ -19,7 +19,9 @@ CheckpointOption = Annotated[str, typer.Option(
     "--checkpoint", help="A training checkpoint (.ckpt), an exported model file (.pt), the name "
     "of a shipped model (sweepnet_default), or 'classical' for the classical depth-from-focus "
     "baseline.")]
-DataOption = Annotated[Path, typer.Option("--data", help="Test folder made by `focaldepth generate`.")]
+DataOption = Annotated[Path, typer.Option("--data", help="Test folder made by `focaldepth generate`, or "
+    "NAME:PATH of a published dataset (ddff12, fod500, dfd_indoor, nyuv2_d3net, hci, ...; "
+    "docs/datasets.md).")]
 EvalOutOption = Annotated[Path, typer.Option(
     "--out", help="Output folder (metrics.json, per_sequence.csv, metrics.md, "
     "error_vs_depth.png, sheet.png).")]

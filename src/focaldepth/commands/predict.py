@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def predict(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Folder of frames + meta.json, or a video + NAME.json.")],
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Folder of frames + meta.json, a video + NAME.json, or NAME:PATH[#ITEM] of a published dataset (docs/datasets.md).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
     model: Annotated[str, typer.Option(help="Shipped model name or a model/checkpoint file.")] = "sweepnet_default",
     method: Annotated[Method, typer.Option(help="learned (a model) or classical (focus measure + argmax).")] = Method.learned,

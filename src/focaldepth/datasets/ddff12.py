@@ -85,7 +85,7 @@ class DDFF12(AdapterDataset):
         self.split = split
         self.stack_key, self.disp_key = f"stack_{split}", f"disp_{split}"
         with self._open() as file:
-            stacks, disparity = self._datasets(file)
+            stacks, _ = self._datasets(file)
             self.height, self.width = int(stacks.shape[2]), int(stacks.shape[3])
             self.entries = list(range(int(stacks.shape[0])))
         self._check_not_empty(f"stacks in {self.stack_key}")

@@ -50,7 +50,7 @@ def list_stacks(folder: Path) -> dict[int, dict[str, Any]]:
     stacks: dict[int, dict[str, Any]] = defaultdict(lambda: {"frames": [], "depth": None})
     for path in sorted(folder.iterdir()):
         name = path.name
-        if not (name.endswith(FRAME_SUFFIX) or name.endswith(DEPTH_SUFFIX)):
+        if not name.endswith((FRAME_SUFFIX, DEPTH_SUFFIX)):
             continue
         if not name[:6].isdigit():
             raise UserError("fod500: file name does not start with a six-digit stack index", path)

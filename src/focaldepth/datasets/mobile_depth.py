@@ -21,7 +21,6 @@ calibrated focus when it is present.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
