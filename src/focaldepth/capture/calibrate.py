@@ -27,6 +27,15 @@ from focaldepth.errors import UserError
 from focaldepth.io.atomic import atomic_write_json
 
 RIG_FORMAT = "focaldepth-rig-calibration/1"
+
+
+def _json_number(value: float) -> float | None:
+    """NaN (not measured, e.g. a rig from known intrinsics) is null in JSON."""
+    return None if value != value else float(value)
+
+
+def _from_json_number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 SUBPIX_CRITERIA = (3, 50, 1e-4)  # cv2.TERM_CRITERIA_EPS + MAX_ITER, 50 iterations, 1e-4 px
 
 
@@ -40,7 +49,7 @@ class CameraCalibration:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"K": self.K.tolist(), "dist": self.dist.ravel().tolist(),
-                "image_size_wh": list(self.image_size_wh), "rms_px": self.rms_px,
+                "image_size_wh": list(self.image_size_wh), "rms_px": _json_number(self.rms_px),
                 "num_views": self.num_views}
 
     @classmethod
@@ -53,7 +62,7 @@ class CameraCalibration:
             raise UserError("a camera needs K (3x3), image_size_wh and optionally dist", where) from None
         if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0 or len(size) != 2:
             raise UserError("K must be a 3x3 matrix with positive focal lengths", where)
-        return cls(K, dist, (size[0], size[1]), float(raw.get("rms_px", float("nan"))),
+        return cls(K, dist, (size[0], size[1]), _from_json_number(raw.get("rms_px")),
                    int(raw.get("num_views", 0)))
 
 
@@ -70,7 +79,7 @@ class RigCalibration:
     def to_json_dict(self) -> dict[str, Any]:
         return {"format": RIG_FORMAT, "colour": self.colour.to_json_dict(),
                 "depth": self.depth.to_json_dict(), "R": self.R.tolist(),
-                "t_m": self.t_m.ravel().tolist(), "stereo_rms_px": self.stereo_rms_px}
+                "t_m": self.t_m.ravel().tolist(), "stereo_rms_px": _json_number(self.stereo_rms_px)}
 
 
 def write_rig(path: str | os.PathLike[str], rig: RigCalibration) -> Path:
@@ -98,7 +107,7 @@ def read_rig(path: str | os.PathLike[str]) -> RigCalibration:
         raise UserError("R must be a 3x3 rotation matrix and t_m three numbers", src)
     return RigCalibration(CameraCalibration.from_json_dict(raw["colour"], src),
                           CameraCalibration.from_json_dict(raw["depth"], src), R, t,
-                          float(raw.get("stereo_rms_px", float("nan"))))
+                          _from_json_number(raw.get("stereo_rms_px")))
 
 
 def board_points_m(pattern: tuple[int, int], square_m: float) -> np.ndarray:
