@@ -25,8 +25,9 @@ Stack = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
 PROTOCOLS = ("cover", "inner", "wide")
 
 
-def dfd_sweeps(every: int, offset: int = 0, num_frames: int = 5) -> Iterator[Stack]:
-    """Scenes ``pairs[offset::every]`` of DFD indoor, each with every sweep protocol."""
+def dfd_sweeps(every: int, offset: int = 0, num_frames: int = 5, scale: float = 0.5) -> Iterator[Stack]:
+    """Scenes ``pairs[offset::every]`` of DFD indoor, each with every sweep protocol, rendered
+    at full resolution and resized by ``scale`` (area averaging, as predict's working grid)."""
     for pair in rgbd_eval.select_pairs(rgbd_eval.dfd_data_root(), 1)[offset::every]:
         scene = rgbd_eval.load_dfd_scene(pair)
         camera = Camera(35.0, 2.8, 23.6, scene.rgb.shape[1])
@@ -35,8 +36,12 @@ def dfd_sweeps(every: int, offset: int = 0, num_frames: int = 5) -> Iterator[Sta
             focus_m = [float(f) for f in dioptric_ramp(near_m, far_m, num_frames)]
             frames8 = rgbd_eval.render_sweeps(scene.rgb, scene.depth_m, camera, [focus_m], seed=0)[0]
             frames = torch.from_numpy(frames8).permute(0, 3, 1, 2).float() / 255
-            frames = F.interpolate(frames, scale_factor=0.5, mode="area")[None]
-            camera_t = torch.tensor([[camera.focal_length_m, camera.f_number, camera.pixel_pitch_m * 2]])
+            if scale != 1.0:
+                size = (round(frames.shape[-2] * scale), round(frames.shape[-1] * scale))
+                frames = F.interpolate(frames, size=size, mode="area")
+            frames = frames[None]
+            pitch_m = camera.pixel_pitch_m * camera.image_width_px / frames.shape[-1]
+            camera_t = torch.tensor([[camera.focal_length_m, camera.f_number, pitch_m]])
             yield (frames, torch.tensor([focus_m]), camera_t, torch.from_numpy(scene.depth_m)[None, None],
                    torch.from_numpy(scene.valid)[None, None])
 
