@@ -10,10 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
+# Priority order: the defocus comparison for every loss, seed repeats, then the seed models.
 CELLS="video_vd_sup video_vdd_sup video_vd_temporal video_vdd_temporal video_vd_geometry
   video_vdd_geometry video_vd_photometric video_vdd_photometric video_vd_defocus video_vdd_defocus
-  video_rae_sup video_lstm_sup video_rae_temporal video_lstm_temporal
-  video_vd_sup_seed1 video_vdd_sup_seed1 video_vd_sup_seed2 video_vdd_sup_seed2"
+  video_vd_sup_seed1 video_vdd_sup_seed1 video_vd_sup_seed2 video_vdd_sup_seed2
+  video_rae_sup video_lstm_sup video_rae_temporal video_lstm_temporal"
 [ $# -gt 0 ] && CELLS="$*"
 for name in $CELLS; do
   out=runs/video/$name

@@ -35,9 +35,14 @@ twice, ``repeat_static``), every frame from ``window - 1`` on gets a depth map, 
 per frame AbsRel and delta1 (every pixel with ground truth), and between consecutive frames
 the flow-aligned frame-to-frame error of :func:`focaldepth.metrics.temporal_stability`
 (``temporal_err_rel`` = mean |(p_t - p_{t-1}) - (g_t - g_{t-1})| / g_t along the ground-truth
-flow, occluded pixels out), the unaligned per-pixel version (no flow: what a viewer sees), and
-on static scenes the flicker, mean |p_t - p_{t-1}| / g_t (the truth does not change), all
-averaged over frames then over sequences, separately for static and dynamic sequences.
+flow, occluded pixels out), the unaligned per-pixel version (no flow: what a viewer sees), on
+static scenes the frame-to-frame flicker, mean |p_t - p_{t-1}| / g_t (the truth does not
+change; :func:`focaldepth.metrics.per_image_flicker` against the previous window), and Video
+Depth Anything's TAE (:func:`focaldepth.metrics.temporal_alignment_error`, scale-and-shift
+aligned over the video) when the metrics module has it; frame and pair metrics are averaged
+over the video, then over sequences, separately for static and dynamic sequences. (Sweep-to-
+sweep flicker is not reported: a replayed ramp repeats identical images, so a window model
+repeats its output exactly.)
 """
 
 from __future__ import annotations
@@ -238,16 +243,27 @@ def _frame_accuracy(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -
     return absrel, float((ratio < 1.25).float().mean())
 
 
+def _tae_function() -> Any | None:
+    """``focaldepth.metrics.temporal_alignment_error`` (Video Depth Anything's TAE) when the
+    installed metrics module has it, else None (the column stays empty)."""
+    from focaldepth import metrics
+
+    return getattr(metrics, "temporal_alignment_error", None)
+
+
 def score_video(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, flow: torch.Tensor,
-                is_dynamic: bool, tae_fn: Any | None = None) -> dict[str, float]:
+                is_dynamic: bool) -> dict[str, float]:
     """Metrics of one video: ``pred``, ``gt``, ``valid`` ``(T, 1, H, W)``, ``flow`` ``(T, 2, H,
-    W)`` (frame t -> t-1). Frame metrics averaged over frames; pair metrics over pairs."""
+    W)`` (frame t -> t-1). Frame metrics averaged over frames; pair metrics over pairs; TAE
+    (scale-and-shift aligned over the video, the paper's protocol) over the video."""
     from focaldepth.metrics import temporal_stability
+
+    tae_fn = _tae_function()
 
     accuracy = [_frame_accuracy(p, g, v) for p, g, v in zip(pred, gt, valid)]
     row = {"absrel": float(np.nanmean([a for a, _ in accuracy])),
            "delta1": float(np.nanmean([d for _, d in accuracy]))}
-    aligned, unaligned, flicker, tae = [], [], [], []
+    aligned, unaligned, flicker = [], [], []
     for t in range(1, pred.shape[0]):
         pair = temporal_stability(pred[t:t + 1], pred[t - 1:t], gt[t:t + 1], gt[t - 1:t],
                                   flow[t:t + 1], valid[t:t + 1], valid_prev=valid[t - 1:t])
@@ -261,19 +277,18 @@ def score_video(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, flow:
             mask = both & (gt[t:t + 1] > 0)
             change = (pred[t:t + 1] - pred[t - 1:t]).abs() / gt[t:t + 1].clamp_min(1e-3)
             flicker.append(float(change[mask].mean()) if mask.any() else math.nan)
-        if tae_fn is not None:
-            tae.append(float(tae_fn(pred[t - 1:t], pred[t:t + 1], gt[t - 1:t], gt[t:t + 1],
-                                    flow[t:t + 1], valid[t - 1:t], valid[t:t + 1])))
     row["f2f_err_rel"] = float(np.nanmean(aligned)) if aligned else math.nan
     row["f2f_err_rel_unaligned"] = float(np.nanmean(unaligned)) if unaligned else math.nan
     row["flicker_rel"] = float(np.nanmean(flicker)) if flicker else math.nan
-    row["tae"] = float(np.nanmean(tae)) if tae else math.nan
+    row["tae"] = math.nan
+    if tae_fn is not None and pred.shape[0] > 1:
+        row["tae"] = float(tae_fn(list(pred[:, None]), list(gt[:, None]), list(flow[:, None]),
+                                  list(valid[:, None])))
     return row
 
 
 def evaluate_video(model: torch.nn.Module, root: str | Path, window: int, *,
-                   split: str | None = None, limit: int | None = None,
-                   tae_fn: Any | None = None) -> dict[str, Any]:
+                   split: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """Score ``model`` on every sequence of a generated folder played as a video (see the
     module docstring). Returns ``{"static": {...}, "dynamic": {...}, "all": {...},
     "per_sequence": [...]}``: means over sequences of :data:`VIDEO_METRICS`."""
@@ -292,7 +307,7 @@ def evaluate_video(model: torch.nn.Module, root: str | Path, window: int, *,
                              window)
         keep = slice(window - 1, length)
         row = score_video(pred, video["depth_m"][keep], video["valid"][keep], video["flow"][keep],
-                          bool(record["is_dynamic"]), tae_fn)
+                          bool(record["is_dynamic"]))
         rows.append({"sequence_index": int(record["index"]),
                      "is_dynamic": bool(record["is_dynamic"]), **row})
     summary: dict[str, Any] = {"per_sequence": rows, "window": window, "root": str(root),

@@ -176,6 +176,10 @@ def test_score_video_flicker_and_frame_to_frame_error():
     assert row["f2f_err_rel"] == pytest.approx(0.1, rel=1e-4)
     assert row["absrel"] == pytest.approx(0.1 / 3, rel=1e-4)
     assert math.isnan(score_video(jumpy, gt, valid, flow, is_dynamic=True)["flicker_rel"])
+    from focaldepth.video import _tae_function
+
+    if _tae_function() is not None:  # TAE of an exact, steady prediction is 0
+        assert steady["tae"] == pytest.approx(0.0, abs=1e-6)
 
 
 LOSSES = {
