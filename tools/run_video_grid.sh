@@ -10,10 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
-# Priority order: the defocus comparison for every loss, seed repeats, then the seed models.
+# Priority order: the defocus comparison per loss (the costly defocus-reconstruction cells
+# last), seed repeats. The seed models run as a second queue beside it when the grid is late:
+#   tools/run_video_grid.sh video_rae_sup video_lstm_sup video_rae_temporal video_lstm_temporal
 CELLS="video_vd_sup video_vdd_sup video_vd_temporal video_vdd_temporal video_vd_geometry
-  video_vdd_geometry video_vd_photometric video_vdd_photometric video_vd_defocus video_vdd_defocus
-  video_vd_sup_seed1 video_vdd_sup_seed1 video_vd_sup_seed2 video_vdd_sup_seed2
+  video_vdd_geometry video_vd_photometric video_vdd_photometric video_vd_sup_seed1
+  video_vdd_sup_seed1 video_vd_defocus video_vdd_defocus video_vd_sup_seed2 video_vdd_sup_seed2
   video_rae_sup video_lstm_sup video_rae_temporal video_lstm_temporal"
 [ $# -gt 0 ] && CELLS="$*"
 for name in $CELLS; do

@@ -288,12 +288,14 @@ def score_video(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, flow:
 
 
 def evaluate_video(model: torch.nn.Module, root: str | Path, window: int, *,
-                   split: str | None = None, limit: int | None = None) -> dict[str, Any]:
+                   split: str | None = None, limit: int | None = None,
+                   crop_size: int | None = None) -> dict[str, Any]:
     """Score ``model`` on every sequence of a generated folder played as a video (see the
-    module docstring). Returns ``{"static": {...}, "dynamic": {...}, "all": {...},
-    "per_sequence": [...]}``: means over sequences of :data:`VIDEO_METRICS`."""
+    module docstring), on whole frames or their centre ``crop_size`` square. Returns
+    ``{"static": {...}, "dynamic": {...}, "all": {...}, "per_sequence": [...]}``: means over
+    sequences of :data:`VIDEO_METRICS`."""
     model = model.eval()
-    clips = FocusSweepClips(root, num_frames=window, crop_size=None, split=split,
+    clips = FocusSweepClips(root, num_frames=window, crop_size=crop_size, split=split,
                             random_crop=False, seed=0)
     rows = []
     for item, record in enumerate(clips.records[:limit]):
@@ -311,7 +313,7 @@ def evaluate_video(model: torch.nn.Module, root: str | Path, window: int, *,
         rows.append({"sequence_index": int(record["index"]),
                      "is_dynamic": bool(record["is_dynamic"]), **row})
     summary: dict[str, Any] = {"per_sequence": rows, "window": window, "root": str(root),
-                               "num_sequences": len(rows)}
+                               "crop_size": crop_size, "num_sequences": len(rows)}
     for group, members in (("all", rows), ("static", [r for r in rows if not r["is_dynamic"]]),
                            ("dynamic", [r for r in rows if r["is_dynamic"]])):
         summary[group] = {name: (float(np.nanmean([m[name] for m in members]))
