@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from focaldepth.errors import UserError
-from focaldepth.models.base import DepthModel, camera_tensor
+from focaldepth.models.base import DepthModel, camera_tensor, run_model, takes_frame_f_number
 from focaldepth.optics import Camera
 
 # The default model was trained on sweeps whose total blur lies in roughly 4-48 px; shrink
@@ -203,6 +203,10 @@ class StreamingPredictor:
         self.camera = camera.resized(self.work_w)
         self.aligner = FlowAligner() if align else None
         self.buffer: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=self.window)
+        # Per buffered frame: its f-number (None = the camera's), for models whose frames
+        # differ in aperture (models.base.takes_frame_f_number); kept beside the buffer.
+        self.f_numbers: deque[float | None] = deque(maxlen=self.window)
+        self.frame_f_number = takes_frame_f_number(self.model)
         # Per buffered frame: displacement from the newest frame's pixels into that frame
         # (None for the newest itself). One flow per new frame (newest -> previous), composed
         # onto the stored fields: the cost per frame is one DIS flow, whatever the window.
@@ -222,8 +226,10 @@ class StreamingPredictor:
     def out_hw(self) -> tuple[int, int]:
         return (self.height, self.width) if self.output_resolution == "input" else (self.work_h, self.work_w)
 
-    def push(self, frame_rgb8: np.ndarray, focus_distance_m: float | None) -> FramePrediction:
-        """Add the next frame; return depth and confidence for it."""
+    def push(self, frame_rgb8: np.ndarray, focus_distance_m: float | None,
+             f_number: float | None = None) -> FramePrediction:
+        """Add the next frame (``f_number``: its own aperture when frames differ, e.g. an f/8,
+        f/2.8 pair; None = the camera's); return depth and confidence for it."""
         if frame_rgb8.shape[:2] != (self.height, self.width):
             raise UserError(f"frame is {frame_rgb8.shape[1]}x{frame_rgb8.shape[0]}, expected "
                             f"{self.width}x{self.height}")
@@ -247,7 +253,10 @@ class StreamingPredictor:
             self.last_flow_px = None  # first frame, or no alignment: a stateful model assumes no motion
             if len(self.displacements) != len(self.buffer):
                 self.displacements = deque([None] * len(self.buffer), maxlen=self.window)
+        if len(self.f_numbers) != len(self.buffer):  # frames put into the buffer directly
+            self.f_numbers = deque([None] * len(self.buffer), maxlen=self.window)
         self.buffer.append((small, gray, self._focus_value(focus_distance_m)))
+        self.f_numbers.append(None if f_number is None else float(f_number))
         self.displacements.append(None)
         self._current_full = frame_rgb8
         if self.want_aif and self.output_resolution == "input":
@@ -324,7 +333,11 @@ class StreamingPredictor:
         count = len(self.buffer)
         focus = self._window_focus()
         needed = self.required or 2
-        distinct_focus = len(set(np.round(focus, 9))) >= min(needed, 2)
+        # Depth needs frames that differ in focus, or (two-aperture models) in f-number.
+        keys = list(np.round(focus, 9))
+        if self.frame_f_number:
+            keys = list(zip(keys, self._window_f_numbers()))
+        distinct_focus = len(set(keys)) >= min(needed, 2)
         usable = count >= needed and distinct_focus
         if not usable:
             self.state = None  # nothing to carry across a frame without an estimate
@@ -343,7 +356,10 @@ class StreamingPredictor:
                                                       flow_to_previous_px=flow, window_fill=fill)
                 self.scene_cuts += int(outputs["scene_cut"].sum())
             else:
-                outputs = self.model(frames, focus_t, camera)
+                f_number = torch.tensor([[self._window_f_numbers()[i] for i in indices]],
+                                        dtype=torch.float32, device=self.device) \
+                    if self.frame_f_number else None
+                outputs = self._run_padded(frames, focus_t, camera, f_number)
         inverse_depth = 1.0 / outputs["depth_m"].clamp_min(1e-6)
         confidence = outputs.get("confidence", torch.ones_like(inverse_depth))
         if not self.stateful:  # (a stateful model weighs partial windows itself: window_fill)
@@ -361,6 +377,27 @@ class StreamingPredictor:
             upsampled = self._upsample_t(inverse_depth)
         return FramePrediction(self._upsample(1.0 / upsampled.clamp_min(1e-6)),
                                self._upsample(self._upsample_t(confidence)), count, aif)
+
+    def _window_f_numbers(self) -> list[float]:
+        return [self.camera.f_number if n is None else n for n in self.f_numbers]
+
+    def _run_padded(self, frames: torch.Tensor, focus_t: torch.Tensor, camera: torch.Tensor,
+                    f_number: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The model on the window, padded by edge replication (bottom / right) up to the
+        model's ``size_multiple_px`` (encoder-decoders such as D3Net need multiples of 32),
+        its image outputs cropped back to the working grid."""
+        multiple = int(getattr(self.model, "size_multiple_px", 1) or 1)
+        height, width = frames.shape[-2:]
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if pad_h or pad_w:
+            flat = F.pad(frames.flatten(0, 1), (0, pad_w, 0, pad_h), mode="replicate")
+            frames = flat.unflatten(0, frames.shape[:2])
+        outputs = run_model(self.model, frames, focus_t, camera, f_number=f_number)
+        if not (pad_h or pad_w):
+            return outputs
+        return {key: value[..., :height, :width]
+                if torch.is_tensor(value) and value.shape[-2:] == frames.shape[-2:] else value
+                for key, value in outputs.items()}
 
     def _upsample_t(self, image: torch.Tensor) -> torch.Tensor:
         return F.interpolate(image, size=self.out_hw, mode="bilinear", align_corners=False)
@@ -572,7 +609,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_
                 if frame is None:
                     break
                 decoded = time.perf_counter()
-                result = predictor.push(frame, focus)
+                result = predictor.push(frame, focus, f_number=sequence.f_number[index])
                 predicted = time.perf_counter()
                 latencies_s.append(predicted - decoded)
                 depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from focaldepth import models
-from focaldepth.models.base import ModelInfo
+from focaldepth.models.base import ModelInfo, run_model, takes_frame_f_number
 
 TEST_VARIANTS = models.list_models(test_variants=True)
 #: Encoder-decoder models that take coc_decoder=True (DefocusNet predicts CoC natively).
@@ -19,6 +19,13 @@ COC_DECODER_MODELS = [
     "poolnet_test",
     "d3net_test",
 ]
+
+
+def call(model, frames, focus_distance_m, camera):
+    """The common interface; models that read a per-frame f-number get the camera's for
+    every frame (the zoo's inputs are single-aperture stacks)."""
+    f_number = camera[:, 1:2].expand(focus_distance_m.shape) if takes_frame_f_number(model) else None
+    return run_model(model, frames, focus_distance_m, camera, f_number=f_number)
 
 
 def output_loss(out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -40,7 +47,7 @@ def test_forward_shape_and_finite(name, make_inputs, slices_for):
     slices = slices_for(model)
     frames, focus_distance_m, camera = make_inputs(batch=2, slices=slices)
     with torch.no_grad():
-        out = model(frames, focus_distance_m, camera)
+        out = call(model, frames, focus_distance_m, camera)
     depth = out["depth_m"]
     assert depth.shape == (2, 1, 32, 32)
     assert torch.isfinite(depth).all() and (depth > 0).all()
@@ -55,7 +62,7 @@ def test_forward_shape_and_finite(name, make_inputs, slices_for):
 def test_every_parameter_gets_a_finite_gradient(name, make_inputs, slices_for):
     model = models.create(name).train()
     frames, focus_distance_m, camera = make_inputs(batch=2, slices=slices_for(model))
-    output_loss(model(frames, focus_distance_m, camera)).backward()
+    output_loss(call(model, frames, focus_distance_m, camera)).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient for {missing[:5]}"
     nonfinite = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
@@ -67,7 +74,7 @@ def test_save_load_gives_identical_outputs(name, tmp_path, make_inputs, slices_f
     model = models.create(name)
     # One training step's worth of BatchNorm statistics, so buffers differ from their init.
     frames, focus_distance_m, camera = make_inputs(batch=2, slices=slices_for(model), seed=1)
-    model.train()(frames, focus_distance_m, camera)
+    call(model.train(), frames, focus_distance_m, camera)
     model.eval()
     path = models.save(model, tmp_path / f"{name}.pt", epoch=7, note="round trip")
     loaded = models.load(path)
@@ -75,8 +82,8 @@ def test_save_load_gives_identical_outputs(name, tmp_path, make_inputs, slices_f
     assert loaded.arch_name == name and loaded.arch_kwargs == model.arch_kwargs
     frames, focus_distance_m, camera = make_inputs(batch=2, slices=slices_for(model), seed=2)
     with torch.no_grad():
-        expected = model(frames, focus_distance_m, camera)
-        actual = loaded(frames, focus_distance_m, camera)
+        expected = call(model, frames, focus_distance_m, camera)
+        actual = call(loaded, frames, focus_distance_m, camera)
     assert expected.keys() == actual.keys()
     for key in expected:
         assert torch.equal(expected[key], actual[key]), key
@@ -88,7 +95,7 @@ def test_coc_decoder_is_a_second_head_on_the_shared_encoder(name, make_inputs, s
     model = models.create(name, coc_decoder=True).train()
     slices = slices_for(model)
     frames, focus_distance_m, camera = make_inputs(batch=2, slices=slices)
-    out = model(frames, focus_distance_m, camera)
+    out = call(model, frames, focus_distance_m, camera)
     coc_px = out["coc_px"]
     # One CoC map per frame seen: every slice, or the single frame a "single" model uses.
     frames_seen = 1 if model.info.consumes == "single" else slices

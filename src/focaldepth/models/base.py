@@ -63,6 +63,40 @@ def check_inputs(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: t
         raise ValueError(f"frames: this model takes exactly {num_frames} slices, got {slices}")
 
 
+def takes_frame_f_number(model: nn.Module) -> bool:
+    """Whether ``model`` reads a per-frame f-number ``(B, S)`` (keyword ``f_number``) besides
+    the camera tensor: models whose frames differ in aperture (two-aperture depth from
+    defocus). Such a model sets the class attribute ``frame_f_number_input = True``."""
+    return bool(getattr(model, "frame_f_number_input", False))
+
+
+def run_model(model: nn.Module, frames: torch.Tensor, focus_distance_m: torch.Tensor,
+              camera: torch.Tensor, f_number: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Call ``model`` through the common interface, adding ``f_number`` (``(B, S)``, one
+    f-number per frame) for the models that read it (:func:`takes_frame_f_number`); every
+    other model gets the three standard inputs only, so callers need not know which is which.
+    A per-frame model called without ``f_number`` raises (it must not guess the apertures)."""
+    if takes_frame_f_number(model):
+        return model(frames, focus_distance_m, camera, f_number=f_number)
+    return model(frames, focus_distance_m, camera)
+
+
+def check_frame_f_number(f_number: torch.Tensor | None, frames: torch.Tensor) -> torch.Tensor:
+    """The per-frame f-number input, checked: ``(B, S)``, finite and positive."""
+    batch, slices = frames.shape[:2]
+    if f_number is None:
+        raise ValueError("f_number: this model reads one f-number per frame, (B, S) = "
+                         f"{(batch, slices)}, passed as model(..., f_number=...) "
+                         "(focaldepth.models.base.run_model; items carry it as 'f_number', "
+                         "meta.json as an f_number list); got none")
+    if tuple(f_number.shape) != (batch, slices):
+        raise ValueError(f"f_number: expected (B, S) = {(batch, slices)}, "
+                         f"got {tuple(f_number.shape)}")
+    if not (torch.isfinite(f_number).all() and (f_number > 0).all()):
+        raise ValueError("f_number: every per-frame f-number must be finite and positive")
+    return f_number.to(frames.dtype)
+
+
 def camera_tensor(cameras: Sequence, device=None, dtype=torch.float32) -> torch.Tensor:
     """``(B, 3)`` tensor from :class:`focaldepth.optics.Camera` objects."""
     rows = [[c.focal_length_m, c.f_number, c.pixel_pitch_m] for c in cameras]

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from focaldepth.errors import UserError
-from focaldepth.models.base import ModelInfo
+from focaldepth.models.base import ModelInfo, check_frame_f_number
 from focaldepth.models.common import (
     ZooModel,
     check_depth_range,
@@ -219,7 +219,7 @@ class D3Net(ZooModel):
         self.mc_dropout = bool(mc_dropout)
         self.depth_range_m = check_depth_range(depth_range_m)
         self.encoder = DenseNetEncoder(
-            self.in_channels, growth_rate, block_config, num_init_features, bn_size
+            self.encoder_in_channels(), growth_rate, block_config, num_init_features, bn_size
         )
         bottleneck = self.encoder.out_channels
         if decoder_channels is None:  # the authors' halving widths: 512, 256, 128, 64, 64
@@ -234,11 +234,18 @@ class D3Net(ZooModel):
         )
         init_weights(self)
 
+    def encoder_in_channels(self) -> int:
+        """Channels of the encoder's input image (one RGB frame here)."""
+        return self.in_channels
+
     def forward(
         self, frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         self.check(frames, focus_distance_m, camera)
-        bottleneck, skips = self.encoder(frames[:, -1])
+        return self._decode(frames[:, -1], focus_distance_m)
+
+    def _decode(self, image: torch.Tensor, focus_distance_m: torch.Tensor) -> dict[str, torch.Tensor]:
+        bottleneck, skips = self.encoder(image)
         unit = torch.sigmoid(self.decoder(bottleneck, skips))
         out = {"depth_m": self.depth_from_unit(unit, focus_distance_m)}
         if self.coc_decoder is not None:
@@ -283,4 +290,77 @@ class D3Net(ZooModel):
     def conventions(self) -> dict:
         conventions = super().conventions()
         conventions["frame_used"] = "last frame of the stack only"
+        return conventions
+
+
+#: The blur-scale channel of :class:`D3NetAperturePair` is f^2 / (N p) in pixels per dioptre
+#: divided by this: the DFD rig at predict's working width (293 px) gives 5.4 (f/2.8) and
+#: 1.9 (f/8) px/dpt, so the channel sits near 0.2-0.5 instead of swamping the [0, 1] colours.
+BLUR_SCALE_NORM_PX_PER_DPT = 10.0
+
+
+def blur_scale_channels(
+    f_number: torch.Tensor, camera: torch.Tensor, height_px: int, width_px: int
+) -> torch.Tensor:
+    """``(B, S, 1, H, W)``: each frame's thin-lens blur per dioptre of defocus, f^2 / (N_s p)
+    in pixels (``camera`` = [focal_length_m, -, pixel_pitch_m], ``f_number`` (B, S)), over
+    :data:`BLUR_SCALE_NORM_PX_PER_DPT`. It tells the network how strongly each frame blurs,
+    so the ratio of the two frames' blur is a function of depth it can learn for any lens."""
+    focal_length_m, pixel_pitch_m = camera[:, 0:1], camera[:, 2:3]
+    scale = focal_length_m**2 / (f_number * pixel_pitch_m) / BLUR_SCALE_NORM_PX_PER_DPT
+    batch, slices = f_number.shape
+    return scale.view(batch, slices, 1, 1, 1).expand(batch, slices, 1, height_px, width_px)
+
+
+@register_model(
+    "d3net_aperture_pair_test",
+    growth_rate=8,
+    block_config=(2, 2, 2, 2),
+    num_init_features=16,
+    decoder_channels=(16, 16, 8, 8, 8),
+)
+@register_model("d3net_aperture_pair")
+class D3NetAperturePair(D3Net):
+    """Two-aperture depth from defocus on the D3-Net body: the same scene at two f-numbers and
+    one focus (e.g. f/8 then f/2.8), each frame's RGB plus its blur-scale channel
+    (:func:`blur_scale_channels`) concatenated into one 8-channel image; depth of the last
+    frame's view. Reads the per-frame f-number (``f_number`` (B, S), see
+    :func:`focaldepth.models.base.run_model`); the camera gives focal length and pixel pitch."""
+
+    info = ModelInfo(
+        consumes="stack_fixed", uses_focus_distance=False, uses_camera=True, paper=D3NET_PAPER
+    )
+    num_frames = 2
+    frame_f_number_input = True
+
+    def encoder_in_channels(self) -> int:
+        return self.num_frames * (self.in_channels + 1)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        focus_distance_m: torch.Tensor,
+        camera: torch.Tensor,
+        f_number: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        self.check(frames, focus_distance_m, camera)
+        f_number = check_frame_f_number(f_number, frames)
+        height, width = frames.shape[-2:]
+        blur = blur_scale_channels(f_number, camera.to(frames.dtype), height, width)
+        image = torch.cat([frames, blur], dim=2).flatten(1, 2)
+        return self._decode(image, focus_distance_m)
+
+    def predict_with_uncertainty(self, *args, **kwargs):  # noqa: D102 - single-image API only
+        raise UserError("predict_with_uncertainty is implemented for the single-image D3Net only")
+
+    def conventions(self) -> dict:
+        conventions = super().conventions()
+        conventions["frame_used"] = "both frames, stacked as channels (last = reference view)"
+        conventions["f_number_input"] = (
+            "(B, S) f-number of each frame, keyword f_number (focaldepth.models.base.run_model)"
+        )
+        conventions["blur_scale_channel"] = (
+            f"focal_length_m^2 / (f_number * pixel_pitch_m) / {BLUR_SCALE_NORM_PX_PER_DPT} "
+            "px per dioptre, one constant channel per frame"
+        )
         return conventions

@@ -16,6 +16,7 @@ from focaldepth import models
 from focaldepth.errors import UserError
 from focaldepth.losses import build_loss
 from focaldepth.metrics import depth_metrics
+from focaldepth.models.base import run_model
 from focaldepth.train.config import SchedulerConfig, TrainConfig, config_from_dict
 from focaldepth.train.masks import mask_to_focus_range
 
@@ -73,7 +74,9 @@ class DepthTrainingModule(L.LightningModule):
             raise UserError(f"loss: {error}", config_path) from None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.model(batch["frames"], batch["focus_distance_m"], batch["camera"])
+        # run_model adds the per-frame f-number (batch["f_number"]) for models that read it.
+        return run_model(self.model, batch["frames"], batch["focus_distance_m"], batch["camera"],
+                         f_number=batch.get("f_number"))
 
     def _batch_size(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["frames"].shape[0])
