@@ -14,10 +14,13 @@ Per sequence (frames with an estimate, i.e. from the second frame on):
 * dynamic: ``temporal_err_rel`` = mean |(p_t - w(p_{t-1})) - (g_t - w(g_{t-1}))| / g_t along the
   ground-truth flow w (:func:`focaldepth.metrics.temporal_stability`, its ground-truth
   occlusion test), mean over consecutive pairs; ``temporal_change_pred_rel`` likewise;
+  and ``tae``, the temporal alignment error of Video Depth Anything over the video
+  (:func:`focaldepth.metrics.temporal_alignment_error`);
 * static: ``flicker_rel`` = mean |p_t - p_{t-1}| / g_t (frame to frame, nothing moves), and
   ``sweep_change_rel`` = mean |p_t - p_{t-R}| / p_{t-R} between the same frame of consecutive
   sweeps (R = ramp length), over sweeps 2..K, with ``sweep_within_1pct``, the share of pixels
-  where it is below 1 %.
+  where it is below 1 %, and ``flicker_sweep_rel`` (:func:`focaldepth.metrics.per_image_flicker`,
+  the same change over g_t).
 
   OMP_NUM_THREADS=1 python tools/eval_temporal.py --model sweepnet_default --data data/cpu_val_v2 \
       --out runs/temporal_eval/sweepnet_default_cpu_val_v2.json
@@ -40,7 +43,12 @@ from train_temporal import read_clip  # noqa: E402
 
 from focaldepth.data import load_records  # noqa: E402
 from focaldepth.io.atomic import atomic_write_text  # noqa: E402
-from focaldepth.metrics import depth_metrics, temporal_stability  # noqa: E402
+from focaldepth.metrics import (  # noqa: E402
+    depth_metrics,
+    per_image_flicker,
+    temporal_alignment_error,
+    temporal_stability,
+)
 from focaldepth.predict import StreamingPredictor, load_model, ramp_length  # noqa: E402
 
 
@@ -76,6 +84,13 @@ def score_sequence(model, clip: dict) -> dict:
                                         valid_prev=torch.from_numpy(valid[t - 1])[None, None]) for t in pairs]
         for key in ("temporal_err_rel", "temporal_change_pred_rel", "temporal_change_gt_rel"):
             rows[key] = float(np.nanmean([s[key] for s in stability]))
+        # TAE of Video Depth Anything (metrics.temporal_alignment_error: per-video disparity
+        # scale-shift alignment, reprojection along the ground-truth flow)
+        run = [t for t in scored]
+        rows["tae"] = temporal_alignment_error(
+            [_t(preds[t]) for t in run], [_t(gt[t]) for t in run],
+            [torch.from_numpy(clip["flow"][t]).permute(2, 0, 1)[None].float() for t in run],
+            [torch.from_numpy(valid[t])[None, None] for t in run])
     else:
         ramp = ramp_length(focus) or len(focus)
         rows["flicker_rel"] = float(np.mean([(np.abs(preds[t] - preds[t - 1]) / gt[t])[valid[t]].mean()
@@ -88,6 +103,10 @@ def score_sequence(model, clip: dict) -> dict:
         last = len(focus) - 1  # the end of the last sweep against the end of the one before
         end_change = np.abs(preds[last] - preds[last - ramp]) / preds[last - ramp]
         rows["end_of_sweep_change_rel"] = float(end_change[valid[last]].mean())
+        # the video-metrics engineer's sweep flicker (normalised by the true depth)
+        rows["flicker_sweep_rel"] = float(np.nanmean([float(per_image_flicker(
+            _t(preds[t]), _t(preds[t - ramp]), _t(gt[t]), torch.from_numpy(valid[t])[None, None])[0])
+            for t in later]))
     return rows
 
 

@@ -202,3 +202,16 @@ def test_the_streaming_predictor_carries_the_state():
 def test_registered_with_a_tiny_variant(name):
     assert name in models.list_models()
     assert models.parameter_count("sweepnet_temporal_test") < models.parameter_count("sweepnet_temporal")
+
+
+def test_while_the_window_fills_the_estimate_is_the_observation():
+    model = _model()
+    image, focus = _textured(), torch.tensor([[2.0, 0.5]])
+    near, far = torch.full((1, 1, 24, 32), 0.6), torch.full((1, 1, 24, 32), 1.6)
+    confidence = torch.full_like(near, 0.8)
+    with torch.no_grad():
+        _, state = model.fuse(None, near, confidence, image, focus, window_fill=1.0)
+        growing, _ = model.fuse(state, far, confidence, image, focus, window_fill=0.6)
+        full, _ = model.fuse(state, far, confidence, image, focus, window_fill=1.0)
+    assert torch.allclose(growing["depth_m"], far, rtol=1e-3)  # a wider window: history ignored
+    assert (full["depth_m"] < 1.5).all() and (full["depth_m"] > 0.65).all()  # full windows average

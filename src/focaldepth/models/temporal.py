@@ -35,7 +35,10 @@ Design, and why:
   the warped one by 1 px.
 * **Scene cuts and the first frame**: no state, or a cut (the low-passed current and warped
   previous frames correlate below :data:`CUT_CORRELATION`), restarts from the observation
-  alone; :meth:`TemporalSweepNet.initial_state` is that empty state.
+  alone; :meth:`TemporalSweepNet.initial_state` is that empty state. While the window is
+  still filling up (``window_fill < 1``) the estimate is the observation too: a partial window
+  only sees the focus distances swept so far, and averaging in the earlier, narrower windows
+  cost accuracy for a whole sweep (validation: AbsRel 0.252 vs 0.214 at the 9th frame).
 * **Cost**: O(1) per frame whatever the clip length: one observation (a fixed window), one
   warp and one ConvGRU step; the state is ``(hidden_channels / 4 + 6)`` floats per pixel.
 
@@ -211,7 +214,11 @@ def fuse_observation(cell: FusionCell, state: dict[str, torch.Tensor] | None, ob
         hidden, _ = still_aware_warp(state["hidden"], resize_flow(flow, hidden_hw))
         previous_low = lowpass_grey(prev_image)
         cut = scene_cut(current_low, previous_low)
-        keep_state = (inside & ~cut.view(-1, 1, 1, 1)).to(dtype)
+        # While the window still grows (the start of a stream), each window spans more of the
+        # sweep than every earlier one, whose estimates are biased towards the focus seen so
+        # far: the history then only seeds the hidden state, the estimate is the observation.
+        growing = fill.reshape(-1) < 1.0
+        keep_state = (inside & ~(cut | growing).view(-1, 1, 1, 1)).to(dtype)
         prev_weight, prev_norm = prev_weight * keep_state, prev_norm * keep_state
         hidden = hidden * (~cut).to(dtype).view(-1, 1, 1, 1)
         prev_dpt = torch.where(keep_state > 0, prev_dpt, obs_dpt)
@@ -273,7 +280,7 @@ class TemporalSweepNet(DepthModel):
     #: StreamingPredictor carries this model's state (see :meth:`step`).
     stateful = True
 
-    def __init__(self, observer_widths: tuple[int, ...] = (12, 16, 24, 32), features: int = 16, hidden: int = 16):
+    def __init__(self, observer_widths: tuple[int, ...] = (12, 16, 24, 32), features: int = 8, hidden: int = 16):
         super().__init__()
         self.observer = SweepNet(widths=tuple(observer_widths))
         self.cell = FusionCell(features=features, hidden=hidden)
