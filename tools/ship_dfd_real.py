@@ -60,7 +60,7 @@ def card(name: str, mode: str, what: str, runs: Path) -> tuple[dict, Path, dict]
         "name": name,
         "what": what,
         "architecture": (f"{payload['arch']} {payload['kwargs']} "
-                         f"({models.parameter_count(model):,} parameters; narrow for the CPU "
+                         f"({sum(p.numel() for p in model.parameters()):,} parameters; narrow for the CPU "
                          "budget: the paper's D3-Net is DenseNet-121 (blocks 6-12-24-16, growth "
                          "32), 24.2 M parameters, ImageNet-initialised; this one is random-"
                          "initialised)"),
