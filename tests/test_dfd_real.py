@@ -274,3 +274,11 @@ def test_shipped_cards_name_data_cpu_hours_and_licence():
         assert card["name"] == name and card["cpu_hours"] > 0
         assert "research" in card["licence"] and "i % 6 == 3" in card["chosen_on"]
         assert "dfd_indoor_train" in json.dumps(card["training_data"])
+
+
+def test_export_refuses_a_per_frame_f_number_model(tmp_path):
+    pytest.importorskip("onnxscript")
+    from focaldepth.export import export_onnx
+
+    with pytest.raises(UserError, match="per-frame f-number"):
+        export_onnx(models.create("d3net_aperture_pair_test"), tmp_path / "pair.onnx")

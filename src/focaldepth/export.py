@@ -132,6 +132,12 @@ def export_onnx(model: torch.nn.Module, out: str | Path, *, opset: int = OPSET) 
         raise UserError("ONNX export needs onnx and onnxscript: pip install 'focaldepth[dev]'") from None
     out = check_output_path(out)
     model = model.eval().cpu()
+    from focaldepth.models.base import takes_frame_f_number
+
+    if takes_frame_f_number(model):
+        raise UserError(f"{type(model).__name__} reads a per-frame f-number, which the exported "
+                        "interface (frames, focus_distance_m, camera) does not carry: ONNX export "
+                        "of two-aperture models is not supported yet")
     names = output_names(model)
     wrapper = ExportWrapper(model, names).eval()
     try:
