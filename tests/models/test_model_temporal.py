@@ -215,3 +215,18 @@ def test_while_the_window_fills_the_estimate_is_the_observation():
         full, _ = model.fuse(state, far, confidence, image, focus, window_fill=1.0)
     assert torch.allclose(growing["depth_m"], far, rtol=1e-3)  # a wider window: history ignored
     assert (full["depth_m"] < 1.5).all() and (full["depth_m"] > 0.65).all()  # full windows average
+
+
+def test_a_single_stack_ends_with_the_per_window_estimate():
+    """A focal stack streamed frame by frame: partial windows carry no weight, so the first
+    full window's estimate is the observation itself."""
+    model = _model()
+    image, focus = _textured(), torch.tensor([[2.0, 0.5]])
+    state = None
+    with torch.no_grad():
+        for fill, depth in ((0.5, 0.7), (0.75, 0.9)):
+            _, state = model.fuse(state, torch.full((1, 1, 24, 32), depth), torch.full((1, 1, 24, 32), 0.9),
+                                  image, focus, window_fill=fill)
+        last, _ = model.fuse(state, torch.full((1, 1, 24, 32), 1.2), torch.full((1, 1, 24, 32), 0.9),
+                             image, focus, window_fill=1.0)
+    assert torch.allclose(last["depth_m"], torch.full_like(last["depth_m"], 1.2), rtol=1e-3)

@@ -248,6 +248,10 @@ def fuse_observation(cell: FusionCell, state: dict[str, torch.Tensor] | None, ob
     dpt = smooth_floor(far + unit * span, FARTHEST_FRACTION * far)
     weight = obs_conf + keep * prev_weight
     norm = fill ** FILL_POWER + keep * prev_norm
+    # A partial window's estimate seeds nothing: the first full window starts the history
+    # (so a single focal stack's last frame is exactly the per-window estimate).
+    full_window = (fill >= 1.0).to(dtype)
+    weight, norm = weight * full_window, norm * full_window + (1.0 - full_window) * EPS
     confidence = (weight / norm.clamp_min(EPS)).clamp(0.0, 1.0)
     new_state = {"dpt": dpt, "weight": weight, "norm": norm, "image": image, "hidden": hidden,
                  "near_dpt": near_dpt, "far_dpt": far_dpt}
