@@ -75,12 +75,21 @@ def training_section() -> list[str]:
     if not path.exists():
         return []
     summary = json.loads(path.read_text())
+    hours = {}
+    weights = Path("src/focaldepth/weights/sweepnet_temporal.pt")
+    if weights.exists():  # the shipped card holds the whole budget (caches, earlier stage)
+        from focaldepth.models import read_checkpoint
+
+        hours = read_checkpoint(weights)["extra"]["model_card"]["cpu_hours_detail"]
+    budget = (f"CPU time (one thread, wall clock on the shared 2-core machine): caching the observations "
+              f"{hours['cache_observations_h']:.2f} h, training the cell {hours['train_cell_h']:.2f} h "
+              f"(a first stage of {hours['earlier_stage_s'] / 3600:.2f} h, `training_stage1_log.jsonl`, then "
+              f"this run from its last epoch)." if hours else
+              f"Wall time {summary['wall_time_s'] / 3600:.2f} h on one thread.")
     lines = ["## Training of `sweepnet_temporal`", "",
              f"Fusion cell only (observer = `{summary['observer']}`, frozen); {summary['train_clips']} cached "
              f"clips of `data/cpu_train_v3`, {summary['epochs']} epochs, {summary['steps']} optimiser steps, "
-             f"loss `{summary['loss']}`, crops {summary['crop']} px; wall time "
-             f"{summary['wall_time_s'] / 3600:.2f} h on one thread (shared 2-core machine) plus "
-             f"{summary.get('cache_wall_time_s', 0) / 3600:.2f} h caching the observations. Chosen: epoch "
+             f"loss `{summary['loss']}`, crops {summary['crop']} px. {budget} Chosen: epoch "
              f"{summary['best_epoch']} ({summary['selection']}).", ""]
     log = RESULTS / "training_log.jsonl"
     if log.exists():
@@ -97,7 +106,11 @@ def training_section() -> list[str]:
                       f"{first.get('dynamic/observed/absrel', float('nan')):.3f}, frame-to-frame "
                       f"{first.get('dynamic/observed/temporal_err_rel', float('nan')):.3f}, static AbsRel "
                       f"{first.get('static/observed/absrel', float('nan')):.3f} (working grid, "
-                      "validation subset: every dynamic clip and 12 static ones)."]
+                      "validation subset: every dynamic clip and 12 static ones). The epoch numbers were "
+                      "computed with the fusion rules of their time: stage 1 without the rule that a filling "
+                      "window's estimate is the observation, both stages with partial windows still carrying "
+                      "weight; the shipped model has both rules (`models/temporal.py`), and the tables above "
+                      "are its numbers."]
         lines.append("")
     return lines
 
@@ -111,7 +124,9 @@ def render() -> str:
              "Frame-to-frame error: mean |(p_t - w(p_{t-1})) - (g_t - w(g_{t-1}))| / g_t along the",
              "ground-truth flow w (`metrics.temporal_stability`); TAE: `metrics.temporal_alignment_error`.",
              "Static sequences (one 10-frame ramp) are replayed as 3 sweeps with fresh noise (std 2/255);",
-             "sweep-to-sweep change: mean |p_t - p_{t-10}| / p_{t-10}, the earlier frame with a full window.", ""]
+             "sweep-to-sweep change: mean |p_t - p_{t-10}| / p_{t-10}, the earlier frame with a full window.",
+             "ms/frame: median `push` latency on the shared machine under load 8-13 (two evaluations ran",
+             "at once beside other jobs): not a speed comparison (docs/speed.md is).", ""]
     for set_name, role in SETS:
         rows = load(set_name)
         if not rows:

@@ -476,6 +476,11 @@ def required_frames(model: DepthModel) -> int | None:
 # --- whole sequences: files in, files out ------------------------------------------------
 
 DEFAULT_WEIGHTS = "sweepnet_default"
+#: What ``predict`` runs by default: the temporal model (SweepNet v3 per window, fused over time
+#: along the optical flow; models/temporal.py). Chosen on validation (results/temporal.md):
+#: frame-to-frame error 0.36x the per-window default's at better AbsRel (cpu_val_v2).
+#: ``--model sweepnet_default`` gives the per-window model.
+DEFAULT_PREDICT_MODEL = "sweepnet_temporal"
 
 
 def shipped_weights_path(name: str = DEFAULT_WEIGHTS):
@@ -533,7 +538,7 @@ def relative_inverse_depth(depth_m: np.ndarray) -> np.ndarray:
     return ((1.0 / depth_m - low) / (high - low)).astype(np.float32)
 
 
-def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_WEIGHTS, meta_path=None,
+def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL, meta_path=None,
                      device: str = "cpu", window: int | None = None, align: bool = True,
                      max_pixels: int = DEFAULT_MAX_PIXELS, extra_formats: tuple[str, ...] = (),
                      overwrite: bool = False, video: bool = True, progress: bool = True,

@@ -230,3 +230,16 @@ def test_a_single_stack_ends_with_the_per_window_estimate():
         last, _ = model.fuse(state, torch.full((1, 1, 24, 32), 1.2), torch.full((1, 1, 24, 32), 0.9),
                              image, focus, window_fill=1.0)
     assert torch.allclose(last["depth_m"], torch.full_like(last["depth_m"], 1.2), rtol=1e-3)
+
+
+def test_the_shipped_temporal_model_is_predicts_default_and_carries_its_card():
+    from focaldepth.predict import DEFAULT_PREDICT_MODEL, load_model, shipped_weights_path
+
+    path = shipped_weights_path(DEFAULT_PREDICT_MODEL)
+    card = models.read_checkpoint(path)["extra"]["model_card"]
+    assert {"data", "cpu_hours", "how_chosen", "validation"} <= set(card)
+    model = load_model(DEFAULT_PREDICT_MODEL)
+    assert getattr(model, "stateful", False)
+    # the observer is the shipped per-window default, unchanged
+    default = load_model("sweepnet_default").state_dict()
+    assert all(torch.equal(value, default[key]) for key, value in model.observer.state_dict().items())
