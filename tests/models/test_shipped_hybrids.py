@@ -1,0 +1,43 @@
+"""The shipped physics hybrids (v4, v5): they load, carry a model card, fall back to their vote
+without a lens, and answer beyond the sweep on a plane the vote cannot reach."""
+import pytest
+import torch
+
+from focaldepth import models
+from focaldepth.models import read_checkpoint
+from focaldepth.predict import load_model, shipped_weights_path
+from focaldepth.render import render_focal_stack
+
+
+@pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5"])
+def test_shipped_hybrid_has_a_card_and_a_vote(name):
+    extra = read_checkpoint(str(shipped_weights_path(name)))["extra"]
+    card = extra["model_card"]
+    assert card["name"] == name and card["training_data"] and card["cpu_hours"] and card["licence_of_data"]
+    model = load_model(name)
+    assert type(model).__name__ == "SweepNetPhysics"
+    assert type(model.without_physics()).__name__ == "SweepNet"
+
+
+def test_v5_vote_differs_from_v4_and_fusion_is_the_same():
+    v4, v5 = load_model("sweepnet_default_v4"), load_model("sweepnet_default_v5")
+    v4_state, v5_state = v4.state_dict(), v5.state_dict()
+    assert v4_state.keys() == v5_state.keys()
+    assert all(torch.equal(v4_state[k], v5_state[k]) for k in v4_state if k.startswith("fusion."))
+    assert any(not torch.equal(v4_state[k], v5_state[k]) for k in v4_state if k.startswith("net."))
+
+
+def test_v5_answers_beyond_the_farthest_focus():
+    torch.manual_seed(0)
+    texture = torch.rand(1, 3, 96, 96)
+    texture = torch.nn.functional.avg_pool2d(texture, 3, 1, 1)
+    depth_m = torch.full((1, 1, 96, 96), 3.0)  # plane at 3 m, sweep ends at 1.5 m
+    focus = torch.tensor([[0.6, 0.8, 1.0, 1.25, 1.5]])
+    camera = torch.tensor([[0.035, 2.0, 2.0e-5]])
+    frames = render_focal_stack(texture, depth_m, focus, camera)
+    model = load_model("sweepnet_default_v5")
+    with torch.inference_mode():
+        hybrid = model(frames, focus, camera)["depth_m"].median()
+        vote = model.without_physics()(frames, focus, camera)["depth_m"].median()
+    assert vote <= 1.5 + 1e-3  # a vote over focus distances stays inside the sweep
+    assert hybrid > 1.7  # the plane sweep reads the blur beyond it
