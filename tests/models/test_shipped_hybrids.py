@@ -41,3 +41,12 @@ def test_v5_answers_beyond_the_farthest_focus():
         vote = model.without_physics()(frames, focus, camera)["depth_m"].median()
     assert vote <= 1.5 + 1e-3  # a vote over focus distances stays inside the sweep
     assert hybrid > 1.7  # the plane sweep reads the blur beyond it
+
+
+def test_real_vote_is_v5s_run_at_its_end_and_carries_a_card():
+    checkpoint = read_checkpoint(str(shipped_weights_path("sweepnet_real_vote")))
+    card = checkpoint["extra"]["model_card"]
+    assert checkpoint["extra"]["global_step"] == 3000 and card["cpu_hours"] and card["licence_of_data"]
+    vote, v5 = load_model("sweepnet_real_vote"), load_model("sweepnet_default_v5").without_physics()
+    assert type(vote).__name__ == "SweepNet"
+    assert any(not torch.equal(a, b) for a, b in zip(vote.state_dict().values(), v5.state_dict().values()))
