@@ -95,11 +95,13 @@ class DepthTrainingModule(L.LightningModule):
         batch = self._masked(batch)
         outputs = self(batch)
         total, parts = self.loss(outputs, batch)
+        return self._log_training(total, parts, self._batch_size(batch))
+
+    def _log_training(self, total: torch.Tensor, parts: dict[str, torch.Tensor], size: int) -> torch.Tensor:
         if not torch.isfinite(total):
             # Fail loudly: a NaN would otherwise silently poison the weights (and last.ckpt).
             raise FloatingPointError(f"non-finite training loss {total.item()} at step "
                                      f"{self.global_step}; resume from last.ckpt with a lower lr")
-        size = self._batch_size(batch)
         self.log("train/loss", total, prog_bar=True, batch_size=size)
         for name, value in parts.items():
             self.log(f"train/{name}", value, batch_size=size)
@@ -110,12 +112,15 @@ class DepthTrainingModule(L.LightningModule):
         batch = self._masked(batch)
         outputs = self(batch)
         total, parts = self.loss(outputs, batch)
-        size = self._batch_size(batch)
+        self._log_validation(total, parts, outputs, batch, self._batch_size(batch))
+
+    def _log_validation(self, total: torch.Tensor, parts: dict[str, torch.Tensor], outputs: dict,
+                        target: dict, size: int) -> None:
         self.log("val/loss", total, prog_bar=True, sync_dist=True, batch_size=size)
         for name, value in parts.items():
             self.log(f"val/{name}", value, sync_dist=True, batch_size=size)
-        metrics = depth_metrics(outputs["depth_m"].detach().float(), batch["depth_m"].float(),
-                                batch["valid"])
+        metrics = depth_metrics(outputs["depth_m"].detach().float(), target["depth_m"].float(),
+                                target["valid"])
         for name in LOGGED_VAL_METRICS:
             if name in metrics:
                 value = torch.as_tensor(metrics[name], dtype=torch.float32, device=self.device)

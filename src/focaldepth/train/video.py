@@ -27,10 +27,9 @@ from typing import Any
 
 import torch
 
-from focaldepth.metrics import depth_metrics
 from focaldepth.models.video_depth import pose_matrix
 from focaldepth.train.masks import mask_to_focus_range
-from focaldepth.train.module import LOGGED_VAL_METRICS, DepthTrainingModule
+from focaldepth.train.module import DepthTrainingModule
 from focaldepth.video import predict_clip
 
 #: Loss terms that compare the frames of a clip (they get the sequence view).
@@ -102,28 +101,11 @@ class VideoTrainingModule(DepthTrainingModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         total, parts, _ = self._clip_loss(batch)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite training loss {total.item()} at step "
-                                     f"{self.global_step}; resume from last.ckpt with a lower lr")
-        size = self._batch_size(batch)
-        self.log("train/loss", total, prog_bar=True, batch_size=size)
-        for name, value in parts.items():
-            self.log(f"train/{name}", value, batch_size=size)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
-        return total
+        return self._log_training(total, parts, self._batch_size(batch))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         total, parts, (outputs, frames) = self._clip_loss(batch)
-        size = self._batch_size(batch)
-        self.log("val/loss", total, prog_bar=True, sync_dist=True, batch_size=size)
-        for name, value in parts.items():
-            self.log(f"val/{name}", value, sync_dist=True, batch_size=size)
-        metrics = depth_metrics(outputs["depth_m"].detach().float(), frames["depth_m"].float(),
-                                frames["valid"])
-        for name in LOGGED_VAL_METRICS:
-            if name in metrics:
-                value = torch.as_tensor(metrics[name], dtype=torch.float32, device=self.device)
-                self.log(f"val/{name}", value, sync_dist=True, batch_size=size)
+        self._log_validation(total, parts, outputs, frames, self._batch_size(batch))
 
 
 def training_module_class(dataset_class: Any) -> type[DepthTrainingModule]:
