@@ -282,3 +282,22 @@ def test_export_refuses_a_per_frame_f_number_model(tmp_path):
 
     with pytest.raises(UserError, match="per-frame f-number"):
         export_onnx(models.create("d3net_aperture_pair_test"), tmp_path / "pair.onnx")
+
+
+def test_evaluate_predictor_passes_the_items_per_frame_f_number():
+    """focaldepth evaluate scores a two-aperture model with each item's own f-numbers (it
+    raised before: the predictor called the model without them)."""
+    from focaldepth.evaluation.models import model_predictor
+
+    model = models.create("d3net_aperture_pair_test").eval()
+    frames, focus, camera, f_number = pair_inputs()
+    predict = model_predictor(model)
+    depth = predict({"frames": frames, "focus_distance_m": focus, "camera": camera, "f_number": f_number})
+    with torch.no_grad():
+        expected = run_model(model, frames, focus, camera, f_number=f_number)["depth_m"]
+    assert torch.allclose(depth, expected)
+    swapped = predict({"frames": frames, "focus_distance_m": focus, "camera": camera,
+                       "f_number": f_number.flip(1)})
+    assert not torch.allclose(depth, swapped)
+    with pytest.raises(ValueError, match="f_number: this model reads one f-number per frame"):
+        predict({"frames": frames, "focus_distance_m": focus, "camera": camera})

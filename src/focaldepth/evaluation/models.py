@@ -34,9 +34,15 @@ def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", 
     multiple = int(getattr(model, "size_multiple_px", 1) or 1)
     fixed_size = getattr(model, "image_size_px", None)
 
-    def run(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    from focaldepth.models.base import run_model, takes_frame_f_number
+
+    per_frame_f_number = takes_frame_f_number(model)
+
+    def run(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: torch.Tensor,
+            f_number: torch.Tensor | None = None) -> torch.Tensor:
         with torch.inference_mode():
-            outputs = model(frames.to(device), focus_distance_m.to(device), camera.to(device))
+            outputs = run_model(model, frames.to(device), focus_distance_m.to(device), camera.to(device),
+                                f_number=None if f_number is None else f_number.to(device))
         depth = outputs["depth_m"].float().cpu()
         if with_confidence and outputs.get("confidence") is not None:
             # depth and confidence travel as two channels (tiles are stitched once)
@@ -45,13 +51,16 @@ def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", 
 
     def predict(batch: Batch) -> torch.Tensor | dict[str, torch.Tensor]:
         frames, focus, camera = batch["frames"], batch["focus_distance_m"], batch["camera"]
+        # models that read one f-number per frame (two-aperture pairs) get the items' own
+        # (datasets carry 'f_number' (B, S)); without it they raise rather than guess
+        f_number = batch.get("f_number") if per_frame_f_number else None
         height, width = frames.shape[-2:]
         tile_h, tile_w = tuple(fixed_size) if fixed_size is not None else (multiple, multiple)
         frames = _pad_to_multiple(frames, tile_h, tile_w)
         if fixed_size is None or frames.shape[-2:] == tuple(fixed_size):
-            maps = run(frames, focus, camera)[..., :height, :width]
+            maps = run(frames, focus, camera, f_number)[..., :height, :width]
         else:
-            maps = _tiled(run, frames, focus, camera, tile_h, tile_w)[..., :height, :width]
+            maps = _tiled(run, frames, focus, camera, tile_h, tile_w, f_number)[..., :height, :width]
         if not with_confidence:
             return maps
         return {"depth_m": maps[:, :1]} | ({"confidence": maps[:, 1:2]} if maps.shape[1] > 1
@@ -71,7 +80,8 @@ def _pad_to_multiple(frames: torch.Tensor, multiple_h: int, multiple_w: int) -> 
 
 
 def _tiled(run: Callable[..., torch.Tensor], frames: torch.Tensor, focus_distance_m: torch.Tensor,
-           camera: torch.Tensor, tile_h: int, tile_w: int) -> torch.Tensor:
+           camera: torch.Tensor, tile_h: int, tile_w: int,
+           f_number: torch.Tensor | None = None) -> torch.Tensor:
     """Run a fixed-input-size model on non-overlapping tiles and stitch the depth maps (models
     with fully connected layers, e.g. LSTM-DDFF, see only ``image_size_px`` at a time)."""
     batch, slices, channels, height, width = frames.shape
@@ -80,8 +90,9 @@ def _tiled(run: Callable[..., torch.Tensor], frames: torch.Tensor, focus_distanc
     tiles = tiles.permute(0, 3, 5, 1, 2, 4, 6).reshape(batch * rows * cols, slices, channels,
                                                        tile_h, tile_w)
     repeat = rows * cols
+    extra = () if f_number is None else (f_number.repeat_interleave(repeat, 0),)
     depth = run(tiles, focus_distance_m.repeat_interleave(repeat, 0),
-                camera.repeat_interleave(repeat, 0))
+                camera.repeat_interleave(repeat, 0), *extra)
     maps = depth.shape[1]  # depth, and confidence when model_predictor asks for it
     depth = depth.reshape(batch, rows, cols, maps, tile_h, tile_w).permute(0, 3, 1, 4, 2, 5)
     return depth.reshape(batch, maps, height, width)
