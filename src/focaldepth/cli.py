@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from focaldepth.commands import benchmark, capture, evaluate, export, generate, models, predict, render, train
+from focaldepth.commands import adapt, benchmark, capture, evaluate, export, generate, models, predict, render, train
 from focaldepth.errors import UserError
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ def version() -> None:
     print(__version__)
 
 
-for command_module in (render, generate, models, train, evaluate, predict, export, benchmark, capture):
+for command_module in (render, generate, models, train, evaluate, predict, adapt, export, benchmark, capture):
     command_module.register(app)
 
 
