@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from focaldepth import models
-from focaldepth.models.hybrid import end_of_sweep_weight, fuse
+from focaldepth.models.hybrid import beyond_sweep_fraction, end_of_sweep_weight, fuse
 
 FOCUS_DPT = torch.tensor([[1.0, 0.75, 0.5]])  # a 3-frame sweep from 1 m to 2 m
 
@@ -31,6 +31,18 @@ def test_inside_the_sweep_the_estimates_are_weighted_by_confidence():
     vote_only, _ = fuse(maps(0.6), maps(0.5), maps(0.8), maps(0.5), FOCUS_DPT, physics_weight=0.0,
                         physics_power=1.0)
     assert torch.allclose(vote_only, maps(0.6))
+
+
+def test_inside_weight_scales_the_physics_only_inside_the_sweep():
+    # sweep step 0.25 dpt: inside (0.8 dpt) -> 0, half a step beyond the far end -> 0.5, a step -> 1
+    fraction = beyond_sweep_fraction(torch.tensor([0.8, 0.375, 0.25, 1.5]).view(1, 1, 2, 2), FOCUS_DPT)
+    assert torch.allclose(fraction.flatten(), torch.tensor([0.0, 0.5, 1.0, 1.0]))
+    inside, _ = fuse(maps(0.6), maps(0.5), maps(0.8), maps(0.5), FOCUS_DPT, physics_weight=1.0,
+                     physics_power=1.0, inside_weight=0.0)
+    assert torch.allclose(inside, maps(0.6))  # inside the sweep the vote alone answers
+    beyond, _ = fuse(maps(0.5), maps(0.9), maps(0.2), maps(0.2), FOCUS_DPT, physics_weight=1.0,
+                     physics_power=1.0, inside_weight=0.0)
+    assert torch.allclose(beyond, maps(0.2))  # beyond it the physics keeps its full weight
 
 
 def test_a_vote_inside_the_sweep_is_kept_when_physics_says_beyond():

@@ -1,4 +1,4 @@
-"""The shipped physics hybrids (v4, v5): they load, carry a model card, fall back to their vote
+"""The shipped physics hybrids (v4, v5, v6): they load, carry a model card, fall back to their vote
 without a lens, and answer beyond the sweep on a plane the vote cannot reach."""
 import pytest
 import torch
@@ -9,7 +9,7 @@ from focaldepth.predict import load_model, shipped_weights_path
 from focaldepth.render import render_focal_stack
 
 
-@pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5"])
+@pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5", "sweepnet_default_v6"])
 def test_shipped_hybrid_has_a_card_and_a_vote(name):
     extra = read_checkpoint(str(shipped_weights_path(name)))["extra"]
     card = extra["model_card"]
@@ -27,7 +27,8 @@ def test_v5_vote_differs_from_v4_and_fusion_is_the_same():
     assert any(not torch.equal(v4_state[k], v5_state[k]) for k in v4_state if k.startswith("net."))
 
 
-def test_v5_answers_beyond_the_farthest_focus():
+@pytest.mark.parametrize("name", ["sweepnet_default_v5", "sweepnet_default_v6"])
+def test_hybrid_answers_beyond_the_farthest_focus(name):
     torch.manual_seed(0)
     texture = torch.rand(1, 3, 96, 96)
     texture = torch.nn.functional.avg_pool2d(texture, 3, 1, 1)
@@ -35,7 +36,7 @@ def test_v5_answers_beyond_the_farthest_focus():
     focus = torch.tensor([[0.6, 0.8, 1.0, 1.25, 1.5]])
     camera = torch.tensor([[0.035, 2.0, 2.0e-5]])
     frames = render_focal_stack(texture, depth_m, focus, camera)
-    model = load_model("sweepnet_default_v5")
+    model = load_model(name)
     with torch.inference_mode():
         hybrid = model(frames, focus, camera)["depth_m"].median()
         vote = model.without_physics()(frames, focus, camera)["depth_m"].median()
@@ -50,3 +51,21 @@ def test_real_vote_is_v5s_run_at_its_end_and_carries_a_card():
     vote, v5 = load_model("sweepnet_real_vote"), load_model("sweepnet_default_v5").without_physics()
     assert type(vote).__name__ == "SweepNet"
     assert any(not torch.equal(a, b) for a, b in zip(vote.state_dict().values(), v5.state_dict().values()))
+
+
+def test_v6_is_the_real_vote_inside_the_analytic_fusion():
+    """v6 = sweepnet_real_vote's weights, unchanged, in hybrid.fuse (no learned head)."""
+    v6, vote = load_model("sweepnet_default_v6"), load_model("sweepnet_real_vote")
+    assert v6.fusion is None and v6.physics_power == 2.0 and not v6.smooth
+    assert all(torch.equal(a, b) for a, b in zip(v6.without_physics().state_dict().values(),
+                                                 vote.state_dict().values()))
+
+
+def test_temporal_v6_observes_with_v6_and_keeps_the_shipped_cell():
+    temporal, v6, shipped = (load_model(n) for n in ("sweepnet_temporal_v6", "sweepnet_default_v6",
+                                                      "sweepnet_temporal"))
+    assert type(temporal.observer).__name__ == "SweepNetPhysics"
+    assert all(torch.equal(a, b) for a, b in zip(temporal.observer.state_dict().values(), v6.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(temporal.cell.state_dict().values(), shipped.cell.state_dict().values()))
+    card = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v6")))["extra"]["model_card"]
+    assert card["licence_of_data"] and card["cell"]["cpu_hours"]

@@ -43,11 +43,28 @@ def end_of_sweep_weight(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor
     return 1.0 - torch.where(beyond_far, at_far, torch.where(beyond_near, at_near, torch.zeros_like(at_far)))
 
 
+def beyond_sweep_fraction(physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
+    """``(B, 1, H, W)`` in [0, 1]: 0 where the physics puts the pixel inside the swept range,
+    rising to 1 one sweep step beyond either end (a ramp, so the fusion has no seam there)."""
+    near = focus_dpt.amax(dim=1)[:, None, None, None]
+    far = focus_dpt.amin(dim=1)[:, None, None, None]
+    step = (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
+    return torch.maximum((far - physics_dpt) / step, (physics_dpt - near) / step).clamp(0, 1)
+
+
 def fuse(vote_dpt: Tensor, vote_confidence: Tensor, physics_dpt: Tensor, physics_confidence: Tensor,
-         focus_dpt: Tensor, *, physics_weight: float, physics_power: float) -> tuple[Tensor, Tensor]:
-    """Fused inverse depth and confidence (module docstring); all maps ``(B, 1, H, W)``."""
+         focus_dpt: Tensor, *, physics_weight: float, physics_power: float,
+         inside_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Fused inverse depth and confidence (module docstring); all maps ``(B, 1, H, W)``.
+
+    ``inside_weight`` scales the physics' weight where it puts the pixel inside the sweep
+    (:func:`beyond_sweep_fraction` ramps it to full weight beyond the ends): inside, the vote
+    has seen the focus peak and needs the physics less; beyond, only the physics can answer."""
     w_net = vote_confidence.clamp_min(1e-3) * end_of_sweep_weight(vote_dpt, physics_dpt, focus_dpt)
     w_phys = physics_weight * physics_confidence.clamp_min(0) ** physics_power
+    if inside_weight != 1.0:
+        beyond = beyond_sweep_fraction(physics_dpt, focus_dpt)
+        w_phys = w_phys * (inside_weight + (1.0 - inside_weight) * beyond)
     total = (w_net + w_phys).clamp_min(1e-6)
     fused = (w_net * vote_dpt + w_phys * physics_dpt) / total
     confidence = ((w_net * vote_confidence + w_phys * physics_confidence) / total).clamp(0, 1)
@@ -115,6 +132,8 @@ class SweepNetPhysics(DepthModel):
         widths: SweepNet channel widths (the shipped v3: the default).
         num_hypotheses: planes of the physics sweep over inverse depth.
         physics_weight, physics_power: the physics' weight ``physics_weight * c ** physics_power``.
+        physics_inside_weight: its multiplier where the physics puts the pixel inside the sweep
+            (:func:`fuse`; 1: the same weight everywhere, as v4).
         smooth: confidence-weighted edge-aware smoothing of the fused inverse depth.
     """
 
@@ -123,12 +142,13 @@ class SweepNetPhysics(DepthModel):
 
     def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), num_hypotheses: int = 32,
                  physics_weight: float = 2.0, physics_power: float = 1.0, smooth: bool = True,
-                 window: int = 7, learned_fusion: bool = False):
+                 window: int = 7, learned_fusion: bool = False, physics_inside_weight: float = 1.0):
         super().__init__()
         self.net = SweepNet(widths=widths)
         self.fusion = FusionHead() if learned_fusion else None
         self.num_hypotheses, self.window = num_hypotheses, window
         self.physics_weight, self.physics_power, self.smooth = physics_weight, physics_power, smooth
+        self.physics_inside_weight = physics_inside_weight
 
     def without_physics(self) -> SweepNet:
         """The vote alone, for input without a known lens or focus distances (relative depth):
@@ -152,7 +172,8 @@ class SweepNetPhysics(DepthModel):
         focus_dpt = 1.0 / focus_distance_m.to(frames.dtype)
         vote_dpt, physics_dpt = 1.0 / vote["depth_m"], 1.0 / physics["depth_m"]
         fused, confidence = fuse(vote_dpt, vote["confidence"], physics_dpt, physics["confidence"], focus_dpt,
-                                 physics_weight=self.physics_weight, physics_power=self.physics_power)
+                                 physics_weight=self.physics_weight, physics_power=self.physics_power,
+                                 inside_weight=self.physics_inside_weight)
         if self.fusion is not None:
             features = fusion_features(vote_dpt, vote["confidence"], physics_dpt, physics["confidence"], focus_dpt,
                                        camera.to(frames.dtype), physics["all_in_focus"])

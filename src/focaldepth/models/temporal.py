@@ -60,7 +60,7 @@ from torch import nn
 
 from focaldepth.metrics import warp_to_current
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
-from focaldepth.models.registry import register_model
+from focaldepth.models.registry import create, register_model
 from focaldepth.models.sweepnet import SweepNet
 
 #: Flow below this many pixels leaves the state where it is (``predict.STILL_FLOW_PX``).
@@ -277,6 +277,11 @@ class TemporalSweepNet(DepthModel):
         observer_widths: channel widths of the per-window SweepNet (the shipped v3: 12, 16, 24, 32).
         features: channels of the fusion cell's per-pixel features.
         hidden: ConvGRU state channels (half resolution).
+        observer: the per-window model's registry name: ``"sweepnet"`` (the vote alone, built
+            from ``observer_widths``) or any model with ``depth_m`` and ``confidence`` outputs,
+            e.g. ``"sweepnet_physics"`` (the vote fused with the physics plane sweep, which
+            answers beyond the sweep: v6), built with ``observer_kwargs``. The cell only sees
+            the observation's inverse depth and confidence in sweep units, so it carries over.
     """
 
     info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
@@ -284,9 +289,13 @@ class TemporalSweepNet(DepthModel):
     #: StreamingPredictor carries this model's state (see :meth:`step`).
     stateful = True
 
-    def __init__(self, observer_widths: tuple[int, ...] = (12, 16, 24, 32), features: int = 8, hidden: int = 16):
+    def __init__(self, observer_widths: tuple[int, ...] = (12, 16, 24, 32), features: int = 8, hidden: int = 16,
+                 observer: str = "sweepnet", observer_kwargs: dict | None = None):
         super().__init__()
-        self.observer = SweepNet(widths=tuple(observer_widths))
+        if observer == "sweepnet":
+            self.observer = SweepNet(widths=tuple(observer_widths), **(observer_kwargs or {}))
+        else:
+            self.observer = create(observer, **(observer_kwargs or {}))
         self.cell = FusionCell(features=features, hidden=hidden)
 
     def conventions(self) -> dict:

@@ -1,0 +1,107 @@
+"""Choose v6 on validation data only: which vote (v3, the real-data vote, or a blend of the two)
+and which fusion with the physics plane sweep.
+
+``cache`` runs both votes and the physics (unsmoothed) once per stack of a validation set and
+saves them; ``grid`` scores every (vote, fusion) setting on the caches: AbsRel, δ<1.25, AbsRel
+inside the swept range and beyond it (up to twice the farthest focus).
+
+  OMP_NUM_THREADS=1 python tools/tune_v6.py cache dfd:6:3 runs/v6_cache/dfd.pt
+  OMP_NUM_THREADS=1 python tools/tune_v6.py cache data/rgbd_val:10:5 runs/v6_cache/rgbd_val.pt
+  OMP_NUM_THREADS=1 python tools/tune_v6.py cache data/cpu_val_v2:10:2 runs/v6_cache/cpu_val_v2.pt
+  OMP_NUM_THREADS=1 python tools/tune_v6.py cache data/cpu_val_blender:5:1 runs/v6_cache/cpu_val_blender.pt
+  OMP_NUM_THREADS=1 python tools/tune_v6.py grid runs/v6_cache/*.pt > results/default_selection/v6_validation.txt
+
+Votes: ``v3`` (sweepnet_default_v3), ``real`` (sweepnet_real_vote), ``conf`` (their
+confidence-weighted mean in inverse depth), ``mean`` (equal weights). Fusion ``(w, p, in,
+smooth)``: ``SweepNetPhysics(physics_weight=w, physics_power=p, physics_inside_weight=in,
+smooth=smooth).combine``; ``None``: the vote alone. The last block ranks the settings by the
+mean over the sets of AbsRel and of δ<1.25.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, "tools")
+from validation_sets import scores_inside_beyond as scores  # noqa: E402
+from validation_sets import stacks  # noqa: E402
+
+from focaldepth.models.hybrid import SweepNetPhysics  # noqa: E402
+
+VOTES = {"v3": "sweepnet_default_v3", "real": "sweepnet_real_vote"}
+FUSIONS = [None, (1, 1, 1, True), (1, 1, 1, False), (2, 1, 1, True), (2, 1, 1, False), (1, 2, 1, True),
+           (1, 2, 1, False), (1, 1, 0.25, False), (2, 2, 1, False), (4, 2, 1, True)]
+KEEP = ("depth_m", "confidence", "focus_weights")
+
+
+def cache(spec: str, out: str) -> None:
+    from focaldepth.defocus_volume import defocus_volume_depth
+    from focaldepth.predict import load_model
+
+    nets = {key: load_model(name).eval() for key, name in VOTES.items()}
+    cached = []
+    for stack in stacks(spec):
+        frames, focus, camera = stack[:3]
+        with torch.no_grad():
+            votes = {key: {k: v for k, v in net(frames, focus, camera).items() if k in KEEP}
+                     for key, net in nets.items()}
+            physics = defocus_volume_depth(frames, focus, camera, smooth=False)
+        cached.append((stack, votes, physics))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"spec": spec, "items": cached}, out)
+    print(f"{spec}: {len(cached)} stacks -> {out}")
+
+
+def blend(votes: dict, mode: str) -> dict:
+    if mode in VOTES:
+        return votes[mode]
+    a, b = votes["v3"], votes["real"]
+    ca, cb = a["confidence"].clamp_min(1e-3), b["confidence"].clamp_min(1e-3)
+    wa = ca / (ca + cb) if mode == "conf" else torch.full_like(ca, 0.5)
+    inverse = wa / a["depth_m"] + (1 - wa) / b["depth_m"]
+    return {"depth_m": 1 / inverse, "confidence": wa * ca + (1 - wa) * cb, "focus_weights": b["focus_weights"]}
+
+
+def grid(paths: list[str]) -> None:
+    torch.set_num_threads(1)
+    summary: dict = {}
+    for path in paths:
+        payload = torch.load(path, weights_only=False)
+        print(f"{payload['spec']} ({len(payload['items'])} stacks)", flush=True)
+        for mode in ("v3", "real", "conf", "mean"):
+            for fusion in FUSIONS:
+                rows = []
+                for stack, votes, physics in payload["items"]:
+                    vote = blend(votes, mode)
+                    if fusion is None:
+                        depth = vote["depth_m"]
+                    else:
+                        w, p, inside, smooth = fusion
+                        model = SweepNetPhysics(physics_weight=w, physics_power=p, physics_inside_weight=inside,
+                                                smooth=smooth)
+                        with torch.no_grad():
+                            depth = model.combine(*stack[:3], vote, physics)["depth_m"]
+                    rows.append(scores(depth, stack))
+                r = np.array(rows)
+                summary.setdefault((mode, fusion), []).append(r[:, :2].mean(axis=0))
+                with np.errstate(all="ignore"):
+                    print(f"  {mode:4s} {str(fusion):22s} AbsRel {r[:, 0].mean():.3f} d1 {r[:, 1].mean():.3f} "
+                          f"inside {np.nanmean(r[:, 2]):.3f} beyond {np.nanmean(r[:, 3]):.3f} "
+                          f"(n {np.isfinite(r[:, 3]).sum()})", flush=True)
+    print(f"mean over the {len(paths)} sets, by mean AbsRel")
+    ranked = sorted(summary.items(), key=lambda kv: np.mean(kv[1], axis=0)[0])
+    for (mode, fusion), per_set in ranked:
+        mean = np.mean(per_set, axis=0)
+        print(f"  {mode:4s} {str(fusion):22s} AbsRel {mean[0]:.3f} d1 {mean[1]:.3f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "cache" and len(sys.argv) == 4:
+        cache(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "grid":
+        grid(sys.argv[2:])
+    else:
+        sys.exit(__doc__)
