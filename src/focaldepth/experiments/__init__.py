@@ -8,6 +8,8 @@ Each module is run with ``python -m focaldepth.experiments.<name>`` and writes o
 * :mod:`focaldepth.experiments.realcheck` — the renderer against real f/2.8 photographs (DFD indoor).
 * :mod:`focaldepth.experiments.blender_vs_procedural` — the layered renderer against Blender Cycles
   path tracing on one generated scene (needs the optional ``bpy`` extra).
+* :mod:`focaldepth.experiments.selfsup_adapt` — self-supervised adaptation (``focaldepth adapt``)
+  before / after on DFD validation sweeps and the real phone stack (docs/selfsup.md).
 """
 
 # Result files written before the move record the old module paths; the pages that tell a
