@@ -9,6 +9,7 @@ import torch
 
 from focaldepth import models
 from focaldepth.cli import main
+from focaldepth.errors import UserError
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -88,11 +89,20 @@ def test_tiny_model_file_exports_through_the_cli(tmp_path, capsys):
     assert max(worst.values()) < MAX_RELATIVE_DIFFERENCE, worst
 
 
-def test_shipped_default_model_matches_torch(tmp_path):
+def test_physics_hybrids_refuse_export_and_name_the_vote(tmp_path):
     from focaldepth.export import export_onnx
     from focaldepth.predict import load_model
 
-    model = load_model("sweepnet_default").eval()
+    with pytest.raises(UserError, match="export its vote alone"):
+        export_onnx(load_model("sweepnet_default"), tmp_path / "default.onnx")
+    assert not (tmp_path / "default.onnx").exists()
+
+
+def test_shipped_vote_of_the_default_matches_torch(tmp_path):
+    from focaldepth.export import export_onnx
+    from focaldepth.predict import load_model
+
+    model = load_model("sweepnet_real_vote").eval()  # v6's vote, what exports of the default give
     out = tmp_path / "default.onnx"
     export_onnx(model, out)
     worst = max_relative_differences(out, model, SHAPES)

@@ -138,6 +138,13 @@ def export_onnx(model: torch.nn.Module, out: str | Path, *, opset: int = OPSET) 
         raise UserError(f"{type(model).__name__} reads a per-frame f-number, which the exported "
                         "interface (frames, focus_distance_m, camera) does not carry: ONNX export "
                         "of two-aperture models is not supported yet")
+    if hasattr(model, "without_physics"):
+        # the plane sweep's data-dependent hypothesis range and Wiener deconvolution do not
+        # trace (torch.export); say what does instead of failing deep in the exporter
+        raise UserError(f"{type(model).__name__} (a vote fused with the physics plane sweep, e.g. "
+                        "sweepnet_default v6) cannot be exported to ONNX: the plane sweep does not "
+                        "trace; export its vote alone (e.g. --model sweepnet_real_vote, v6's vote: "
+                        "depth inside the swept range only)")
     names = output_names(model)
     wrapper = ExportWrapper(model, names).eval()
     try:
