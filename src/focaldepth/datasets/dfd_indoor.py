@@ -22,7 +22,6 @@ parameter file's 1.7 m: approximate (the f/2.8 : f/8 sharpness ratio peaks at 1.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +53,13 @@ def _images(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 def _shared_layout(root: Path, split: str) -> list[dict[str, Any]]:
     from focaldepth.generate.rgbd import dfd_split
+    from focaldepth.io.rgbd import list_pairs
 
-    table = root / "pairs.csv"
-    with table.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"f2.8", "f8", "depth_mm"} - set(reader.fieldnames or ())
-        if missing:
-            raise UserError(f"dfd_indoor: pairs.csv lacks the column(s) {sorted(missing)}", table)
-        rows = list(reader)
-    return [{"name": Path(row["f8"]).stem, "wide": root / "f2.8" / row["f2.8"],
-             "sharp": root / "f8" / row["f8"], "depth": root / "depth_mm" / row["depth_mm"]}
-            for index, row in enumerate(rows) if split == "all" or dfd_split(index) == split]
+    # An empty table is not an error here: the adapter reports "no <split> scenes found".
+    pairs = list_pairs(root, error_prefix="dfd_indoor: ", allow_empty=True)
+    return [{"name": pair.name, "wide": pair.wide_path, "sharp": pair.sharp_path,
+             "depth": pair.depth_path}
+            for index, pair in enumerate(pairs) if split == "all" or dfd_split(index) == split]
 
 
 def _release_layout(root: Path, split: str) -> list[dict[str, Any]]:

@@ -48,20 +48,24 @@ class DfdPair:
     depth_path: Path  # uint16 millimetres
 
 
-def list_pairs(root: str | Path) -> list[DfdPair]:
-    """The scenes listed in ``root/pairs.csv`` (columns f2.8, f8, depth_mm), in file order."""
+def list_pairs(root: str | Path, *, error_prefix: str = "", allow_empty: bool = False) -> list[DfdPair]:
+    """The scenes listed in ``root/pairs.csv`` (columns f2.8, f8, depth_mm), in file order.
+
+    ``error_prefix`` starts every error message (a dataset adapter names itself, e.g.
+    ``"dfd_indoor: "``); ``allow_empty`` returns ``[]`` for a table without rows (an adapter
+    reports an empty split itself)."""
     root = Path(root)
     table = root / "pairs.csv"
     if not table.is_file():
-        raise UserError("pairs.csv not found (expected the DFD indoor data folder)", table)
+        raise UserError(f"{error_prefix}pairs.csv not found (expected the DFD indoor data folder)", table)
     with table.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"f2.8", "f8", "depth_mm"} - set(reader.fieldnames or ())
         if missing:
-            raise UserError(f"pairs.csv lacks the column(s) {sorted(missing)}", table)
+            raise UserError(f"{error_prefix}pairs.csv lacks the column(s) {sorted(missing)}", table)
         rows = list(reader)
-    if not rows:
-        raise UserError("pairs.csv lists no scene", table)
+    if not rows and not allow_empty:
+        raise UserError(f"{error_prefix}pairs.csv lists no scene", table)
     return [DfdPair(name=Path(row["f8"]).stem, wide_path=root / "f2.8" / row["f2.8"],
                     sharp_path=root / "f8" / row["f8"], depth_path=root / "depth_mm" / row["depth_mm"])
             for row in rows]
