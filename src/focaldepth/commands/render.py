@@ -94,12 +94,14 @@ def render_sweep(
     """Render uint8 frames (S, H, W, 3) of ``image_rgb8`` (H, W, 3) seen at ``depth_m``
     (H, W, metres, all valid) when focused at each distance, with ``focaldepth.render``.
 
-    ``f_number`` optionally gives each frame its own f-number (else the camera's).
+    ``f_number`` optionally gives each frame its own f-number (else the camera's). Each run of
+    frames sharing an f-number (at most :data:`FRAMES_PER_CALL`) is one
+    :func:`focaldepth.render.render_defocus` call (sRGB in and out; blurred in linear light
+    unless ``linear_light`` is False).
     """
-    import kornia
     import torch
 
-    from focaldepth.render import render_focal_stack
+    from focaldepth.render import render_defocus
 
     height, width = depth_m.shape
     if image_rgb8.shape[:2] != (height, width):
@@ -114,20 +116,15 @@ def render_sweep(
     image = (
         torch.from_numpy(np.ascontiguousarray(image_rgb8)).permute(2, 0, 1)[None].float() / 255.0
     )
-    if linear_light:
-        image = kornia.color.rgb_to_linear_rgb(image)
     depth = torch.from_numpy(np.ascontiguousarray(depth_m, dtype=np.float32))[None, None]
     frames = np.empty((len(focus_distance_m), height, width, 3), dtype=np.uint8)
-    with torch.no_grad():
-        for start, stop in _chunks(f_numbers, FRAMES_PER_CALL):
-            lens = torch.tensor([[camera.focal_length_m, f_numbers[start], camera.pixel_pitch_m]])
-            focus = torch.tensor([list(focus_distance_m[start:stop])], dtype=torch.float32)
-            stack = render_focal_stack(image, depth, focus, lens, num_layers=num_layers, psf=psf)[0]
-            if linear_light:
-                stack = kornia.color.linear_rgb_to_rgb(stack.clamp(0.0, 1.0))
-            frames[start:stop] = (
-                (stack.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            )
+    for start, stop in _chunks(f_numbers, FRAMES_PER_CALL):
+        stack = render_defocus(image, depth, focus_distance_m[start:stop], camera,
+                               f_number=f_numbers[start], psf=psf, num_layers=num_layers,
+                               linear_light=linear_light)
+        frames[start:stop] = (
+            (stack.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        )
     return frames
 
 
