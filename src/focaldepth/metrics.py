@@ -56,6 +56,10 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+# Defined in focaldepth.warp, below models (which warp along flow too); used here and kept
+# importable as focaldepth.metrics.warp_to_current for existing callers.
+from focaldepth.warp import warp_to_current
+
 DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
 BUMPINESS_CLIP = 0.05
 METRE_FLOOR = 1e-6
@@ -318,34 +322,6 @@ def depth_metrics(
 
 
 # --- temporal stability -------------------------------------------------------------------
-
-
-def warp_to_current(
-    image_prev: torch.Tensor, flow_t_to_prev_px: torch.Tensor, mode: str = "bilinear"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backward-warp ``image_prev`` ``(B, C, H, W)`` into frame t: output(x) = prev(x + flow(x)),
-    with ``flow_t_to_prev_px`` ``(B, 2, H, W)`` = (dx, dy) in pixels (OpenCV convention).
-    Returns the warped image and a ``(B, 1, H, W)`` mask of samples inside the frame."""
-    batch, _, height, width = image_prev.shape
-    if flow_t_to_prev_px.shape != (batch, 2, height, width):
-        raise ValueError(
-            f"flow_t_to_prev: expected (B, 2, H, W) = {(batch, 2, height, width)}, "
-            f"got {tuple(flow_t_to_prev_px.shape)}"
-        )
-    grid = kornia.utils.create_meshgrid(
-        height,
-        width,
-        normalized_coordinates=False,
-        device=image_prev.device,
-        dtype=flow_t_to_prev_px.dtype,
-    )
-    map_x = grid[..., 0] + flow_t_to_prev_px[:, 0]
-    map_y = grid[..., 1] + flow_t_to_prev_px[:, 1]
-    warped = kornia.geometry.transform.remap(
-        image_prev, map_x, map_y, mode=mode, padding_mode="border", align_corners=True
-    )
-    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    return warped, inside[:, None]
 
 
 def forward_backward_consistent(
