@@ -114,8 +114,9 @@ def test_too_few_boards_is_a_user_error():
 
 
 def test_same_result_as_the_rgbd_generators_registration():
-    """generate.rgbd registers 7-Scenes with its own copy (principal points at the centre, a
-    translation only); this function reproduces it exactly, so the generator can call it."""
+    """generate.rgbd registers 7-Scenes through this function (principal points at the centre,
+    a translation only, the colour camera's own output size): its wrapper builds those
+    intrinsics from focal lengths and shapes, and must give exactly what the full call gives."""
     from focaldepth.generate import rgbd
 
     rng = np.random.default_rng(4)

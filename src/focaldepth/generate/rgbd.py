@@ -305,36 +305,19 @@ def register_depth_to_colour(depth_m: np.ndarray, depth_focal_px: float, colour_
     """Reproject a depth map (NaN = none) into another pinhole camera with the principal point
     at the image centre (pixel centres at integer coordinates): back-project with the depth
     camera's focal length, translate, project with the colour camera's, keep the nearest point
-    per pixel (z-buffer). Pixels nothing projects to are NaN."""
+    per pixel (z-buffer), close isolated one-pixel cracks. Pixels nothing projects to are NaN.
+
+    :func:`focaldepth.capture.register.register_depth` with centred intrinsics and no
+    rotation (byte-identical to the copy this module had, on 7-Scenes frames). A colour camera
+    with a longer focal length than the depth camera's gets that function's supersampling of
+    the depth map; 7-Scenes (585 px depth, 525 px colour) never does."""
+    from focaldepth.capture.register import centred_intrinsics, register_depth
+
     height, width = depth_m.shape
     out_h, out_w = out_shape or (height, width)
-    ys, xs = np.nonzero(np.isfinite(depth_m) & (depth_m > 0))
-    z = depth_m[ys, xs].astype(np.float64)
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    x3 = (xs - cx) * z / depth_focal_px + translation_m[0]
-    y3 = (ys - cy) * z / depth_focal_px + translation_m[1]
-    z3 = z + translation_m[2]
-    ocx, ocy = (out_w - 1) / 2.0, (out_h - 1) / 2.0
-    u = np.rint(x3 * colour_focal_px / z3 + ocx).astype(np.int64)
-    v = np.rint(y3 * colour_focal_px / z3 + ocy).astype(np.int64)
-    inside = (z3 > 0) & (u >= 0) & (u < out_w) & (v >= 0) & (v < out_h)
-    u, v, z3 = u[inside], v[inside], z3[inside]
-    out = np.full(out_h * out_w, np.inf)
-    np.minimum.at(out, v * out_w + u, z3)
-    out = out.reshape(out_h, out_w)
-    # The depth camera's finer sampling leaves no holes on surfaces except where the colour
-    # camera sees behind an occluding edge; fill single-pixel cracks of the splat (3x3 min of
-    # the neighbours would thicken edges, so only isolated empty pixels are closed).
-    empty = ~np.isfinite(out)
-    if empty.any():
-        import cv2
-
-        finite = np.where(np.isfinite(out), out, 0).astype(np.float32)
-        count = cv2.boxFilter((~empty).astype(np.float32), -1, (3, 3), normalize=False)
-        total = cv2.boxFilter(finite, -1, (3, 3), normalize=False)
-        crack = empty & (count >= 6)
-        out[crack] = total[crack] / count[crack]
-    return np.where(np.isfinite(out), out, np.nan).astype(np.float32)
+    return register_depth(depth_m, centred_intrinsics(depth_focal_px, width, height),
+                          centred_intrinsics(colour_focal_px, out_w, out_h), None, translation_m,
+                          (out_h, out_w))
 
 
 def load_sevenscenes_frame(root: Path, frame: int, extrinsic_m: tuple[float, float, float]) -> RgbdImage:
