@@ -20,6 +20,8 @@ unchanged; whether it carries over is measured, not assumed (results/temporal_v6
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from focaldepth import models
 from focaldepth.models import read_checkpoint
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--name", default="sweepnet_default_v6")
     parser.add_argument("--temporal-out", help="also write SweepNet-T over v6 here")
+    parser.add_argument("--validation", nargs="*", default=[],
+                        help="tools/eval_temporal.py JSONs to record in the temporal card")
     args = parser.parse_args()
     model, vote = build()
     vote_card = vote.get("extra", {}).get("model_card", {})
@@ -79,16 +83,24 @@ def main() -> None:
     if args.temporal_out:
         temporal, shipped = build_temporal(model)
         cell_card = shipped.get("extra", {}).get("model_card", {})
+        validation = {Path(f).stem: json.loads(Path(f).read_text()).get("summary", json.loads(Path(f).read_text()))
+                      for f in args.validation}
         temporal_card = {
             "name": "sweepnet_temporal_v6",
-            "what": "SweepNet-T (models/temporal.py) with sweepnet_default_v6 as the per-window observer: "
-                    "the shipped flow-warped ConvGRU confidence filter (sweepnet_temporal's cell, unchanged) "
-                    "over v6's observation of each motion-compensated window",
+            "model": "SweepNet-T (models/temporal.py) with sweepnet_default_v6 as the per-window observer: the "
+                     "shipped flow-warped ConvGRU confidence filter (sweepnet_temporal's cell, unchanged) over "
+                     "v6's observation of each motion-compensated window",
+            "data": f"observer: as sweepnet_default_v6 ({card['training_data']}). Fusion cell: as sweepnet_temporal "
+                    f"({cell_card.get('data')})",
+            "cpu_hours": round(float(cell_card.get("cpu_hours") or 0.0) + 0.2, 3),
+            "cpu_hours_detail": {"cell (sweepnet_temporal's card)": cell_card.get("cpu_hours"),
+                                 "v6 fusion choice": 0.2, "observer vote": card["cpu_hours"]},
+            "how_chosen": "no new training: v6 and the shipped cell, checked on validation through predict's path "
+                          "(tools/eval_temporal.py on data/cpu_val_v2, results/temporal/*v6_cpu_val_v2.json) "
+                          "against the per-window v6",
+            "validation": validation,
             "observer": card,
-            "cell": {"from": "sweepnet_temporal", "training_data": cell_card.get("training_data"),
-                     "cpu_hours": cell_card.get("cpu_hours")},
             "licence_of_data": card["licence_of_data"],
-            "chosen_on": "data/cpu_val_v2 through predict's path (results/temporal_v6.md)",
         }
         models.save(temporal, args.temporal_out, model_card=temporal_card)
         print(f"wrote {args.temporal_out}")

@@ -8,8 +8,8 @@ Sources (nothing here is typed by hand, and nothing is re-run):
 
 - synthetic, path-traced (Blender Cycles) and dynamic (video) test sets: the rows of
   ``configs/tables_default.yaml`` (each row's ``metrics.json``, the group the table reports);
-- real photographs with measured depth: ``results/rgbd_presets/metrics.json`` (Middlebury
-  *Motorcycle*, mean over the camera presets) and ``results/rgbd_dfd/metrics.json`` (DFD indoor,
+- real photographs with measured depth: ``results/rgbd_presets_v6/metrics.json`` (Middlebury
+  *Motorcycle*, mean over the camera presets) and ``results/rgbd_dfd_v6/metrics.json`` (DFD indoor,
   the mean over its configurations).
 
 Which row is which model is read from the files' own labels: the one named ``default`` (without
@@ -35,8 +35,8 @@ from focaldepth.experiments import current_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "configs/tables_default.yaml"
-PRESETS = "results/rgbd_presets/metrics.json"
-DFD = "results/rgbd_dfd/metrics.json"
+PRESETS = "results/rgbd_presets_v6/metrics.json"  # since session 4 (v6 the default); before: results/rgbd_presets
+DFD = "results/rgbd_dfd_v6/metrics.json"  # since session 4; before: results/rgbd_dfd
 OUT = "results/headline.md"
 
 ROLES = ("default", "previous", "classical")
@@ -133,7 +133,8 @@ def presets_row(root: Path) -> tuple[dict[str, Any], str] | None:
            "data": f"Middlebury *Motorcycle*, mean of {len(presets)} camera presets "
                    f"({', '.join(presets)}), {frames} frames",
            "roles": roles, "values": values, "command": "B"}
-    command = f"python -m focaldepth.experiments.rgbd_eval --out results/rgbd_presets --methods {' '.join(methods)}"
+    command = (f"python -m focaldepth.experiments.rgbd_eval --out {Path(PRESETS).parent.as_posix()} "
+               f"--methods {' '.join(methods)}")
     return row, command
 
 

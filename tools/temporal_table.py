@@ -17,7 +17,10 @@ RESULTS = Path("results/temporal")
 OUT = Path("results/temporal.md")
 #: sets in table order, and what they are for (DEVELOPERS.md: choose on validation only)
 SETS = (("cpu_val_v2", "validation (model selection)"), ("cpu_test_v2", "test (held out, reported)"))
-MODEL_ORDER = ("sweepnet_default", "sweepnet_temporal")
+MODEL_ORDER = ("sweepnet_default_v3", "sweepnet_temporal", "sweepnet_default_v6", "sweepnet_temporal_v6")
+#: (per-window model, its temporal wrapper): the pairs the verdict compares
+PAIRS = (("sweepnet_default_v3", "sweepnet_temporal"), ("sweepnet_default_v6", "sweepnet_temporal_v6"),
+         ("sweepnet_default_v3", "sweepnet_temporal_v6"))
 DYNAMIC = (("absrel", "AbsRel", "{:.3f}"), ("delta1", "δ<1.25", "{:.1%}"),
            ("temporal_err_rel", "frame-to-frame error", "{:.3f}"), ("tae", "TAE", "{:.4f}"))
 STATIC = (("absrel", "AbsRel", "{:.3f}"), ("delta1", "δ<1.25", "{:.1%}"),
@@ -34,7 +37,10 @@ def load(set_name: str) -> list[dict]:
     found = {}
     for path in sorted(RESULTS.glob(f"*_{set_name}.json")):
         data = json.loads(path.read_text())
-        found[Path(data["model"]).stem] = data
+        # the file name names the model: "sweepnet_default" was v3 until session 4, and its
+        # files were renamed sweepnet_default_v3_* (the same weights, byte for byte)
+        data["label"] = path.name[: -len(f"_{set_name}.json")]
+        found[data["label"]] = data
     order = [m for m in MODEL_ORDER if m in found] + sorted(m for m in found if m not in MODEL_ORDER)
     return [found[m] for m in order]
 
@@ -47,27 +53,29 @@ def table(rows: list[dict], group: str, columns) -> list[str]:
         if not summary:
             continue
         cells = [fmt(summary.get(key), pattern) for key, _, pattern in columns]
-        lines.append(f"| `{Path(data['model']).stem}` | {summary['sequences']} | " + " | ".join(cells)
+        lines.append(f"| `{data['label']}` | {summary['sequences']} | " + " | ".join(cells)
                      + f" | {1000 * summary['latency_s']:.0f} |")
     return lines
 
 
 def verdict(rows: list[dict]) -> list[str]:
-    by_name = {Path(d["model"]).stem: d["summary"] for d in rows}
-    base, temporal = by_name.get("sweepnet_default"), by_name.get("sweepnet_temporal")
-    if not base or not temporal or "dynamic" not in base or "dynamic" not in temporal:
-        return []
-    ratio = temporal["dynamic"]["temporal_err_rel"] / base["dynamic"]["temporal_err_rel"]
-    d_abs = temporal["dynamic"]["absrel"] - base["dynamic"]["absrel"]
-    s_abs = temporal["static"]["absrel"] - base["static"]["absrel"]
-    lines = [f"Moving scenes: frame-to-frame error {ratio:.2f}x the per-window default's "
-             f"(target <= 0.5x: {'met' if ratio <= 0.5 else 'missed'}); AbsRel "
-             f"{temporal['dynamic']['absrel']:.3f} vs {base['dynamic']['absrel']:.3f} ({d_abs:+.3f}). "
-             f"Static scenes: AbsRel {temporal['static']['absrel']:.3f} vs {base['static']['absrel']:.3f} "
-             f"({s_abs:+.3f}); sweep-to-sweep change {temporal['static']['sweep_change_rel']:.2%} vs "
-             f"{base['static']['sweep_change_rel']:.2%} (target < 1 %: "
-             f"{'met' if temporal['static']['sweep_change_rel'] < 0.01 else 'missed'})."]
-    return lines
+    by_name = {d["label"]: d["summary"] for d in rows}
+    lines = []
+    for base_name, temporal_name in PAIRS:
+        base, temporal = by_name.get(base_name), by_name.get(temporal_name)
+        if not base or not temporal or "dynamic" not in base or "dynamic" not in temporal:
+            continue
+        ratio = temporal["dynamic"]["temporal_err_rel"] / base["dynamic"]["temporal_err_rel"]
+        d_abs = temporal["dynamic"]["absrel"] - base["dynamic"]["absrel"]
+        s_abs = temporal["static"]["absrel"] - base["static"]["absrel"]
+        lines += [f"`{temporal_name}` vs `{base_name}`: moving scenes: frame-to-frame error {ratio:.2f}x "
+                  f"(target <= 0.5x: {'met' if ratio <= 0.5 else 'missed'}); AbsRel "
+                  f"{temporal['dynamic']['absrel']:.3f} vs {base['dynamic']['absrel']:.3f} ({d_abs:+.3f}). "
+                  f"Static scenes: AbsRel {temporal['static']['absrel']:.3f} vs {base['static']['absrel']:.3f} "
+                  f"({s_abs:+.3f}); sweep-to-sweep change {temporal['static']['sweep_change_rel']:.2%} vs "
+                  f"{base['static']['sweep_change_rel']:.2%} (target < 1 %: "
+                  f"{'met' if temporal['static']['sweep_change_rel'] < 0.01 else 'missed'}).", ""]
+    return lines[:-1]
 
 
 def training_section() -> list[str]:
@@ -115,6 +123,17 @@ def training_section() -> list[str]:
     return lines
 
 
+def command_of(data: dict) -> str:
+    """The recorded command; for a file renamed after its run (``sweepnet_default`` was v3),
+    with a note saying which model it ran and the command that reruns it today."""
+    recorded = data["command"]
+    if data["label"] == Path(data["model"]).stem:
+        return recorded
+    rerun = recorded.replace(f"--model {data['model']} ", f"--model {data['label']} ").replace(
+        f"results/temporal/{data['model']}_", f"results/temporal/{data['label']}_")
+    return f"{rerun}  # recorded as `--model {data['model']}` (then {data['label']})"
+
+
 def render() -> str:
     lines = ["# Temporal model vs per-window default (issue 11, parts 1 and 6)", "",
              "Generated by `python tools/temporal_table.py` from `results/temporal/*.json`",
@@ -136,7 +155,7 @@ def render() -> str:
         lines += ["", "Static scenes, repeated sweeps:", ""]
         lines += table(rows, "static", STATIC)
         lines += [""] + verdict(rows) + ["", "Commands:", ""]
-        lines += [f"    {d['command']}" for d in rows] + [""]
+        lines += [f"    {command_of(d)}" for d in rows] + [""]
     lines += training_section()
     return "\n".join(lines).rstrip() + "\n"
 

@@ -476,11 +476,13 @@ def required_frames(model: DepthModel) -> int | None:
 # --- whole sequences: files in, files out ------------------------------------------------
 
 DEFAULT_WEIGHTS = "sweepnet_default"
-#: What ``predict`` runs by default: the temporal model (SweepNet v3 per window, fused over time
-#: along the optical flow; models/temporal.py). Chosen on validation (results/temporal.md):
-#: frame-to-frame error 0.36x the per-window default's at better AbsRel (cpu_val_v2).
-#: ``--model sweepnet_default`` gives the per-window model.
-DEFAULT_PREDICT_MODEL = "sweepnet_temporal"
+#: What ``predict`` runs by default: the temporal model over the default per-window model v6
+#: (v6 = the real-data vote fused with the physics plane sweep, per motion-compensated window,
+#: fused over time along the optical flow; models/temporal.py). Chosen on validation
+#: (results/temporal.md, results/default_selection/v6_validation.txt). ``--model
+#: sweepnet_default`` gives the per-window model, ``--model sweepnet_temporal`` the faster
+#: temporal model over v3 (no physics; about 3x less time per frame, worse on real photos).
+DEFAULT_PREDICT_MODEL = "sweepnet_temporal_v6"
 
 
 def shipped_weights_path(name: str = DEFAULT_WEIGHTS):

@@ -242,4 +242,21 @@ def test_the_shipped_temporal_model_is_predicts_default_and_carries_its_card():
     assert getattr(model, "stateful", False)
     # the observer is the shipped per-window default, unchanged
     default = load_model("sweepnet_default").state_dict()
+    assert model.observer.state_dict().keys() == default.keys()
     assert all(torch.equal(value, default[key]) for key, value in model.observer.state_dict().items())
+
+
+def test_the_v3_temporal_model_observes_with_v3():
+    from focaldepth.predict import load_model
+
+    model, v3 = load_model("sweepnet_temporal"), load_model("sweepnet_default_v3").state_dict()
+    assert all(torch.equal(value, v3[key]) for key, value in model.observer.state_dict().items())
+
+
+def test_the_cli_default_is_predicts_default():
+    import inspect
+
+    from focaldepth.commands.predict import predict
+    from focaldepth.predict import DEFAULT_PREDICT_MODEL
+
+    assert inspect.signature(predict).parameters["model"].default == DEFAULT_PREDICT_MODEL

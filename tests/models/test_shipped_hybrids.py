@@ -68,4 +68,4 @@ def test_temporal_v6_observes_with_v6_and_keeps_the_shipped_cell():
     assert all(torch.equal(a, b) for a, b in zip(temporal.observer.state_dict().values(), v6.state_dict().values()))
     assert all(torch.equal(a, b) for a, b in zip(temporal.cell.state_dict().values(), shipped.cell.state_dict().values()))
     card = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v6")))["extra"]["model_card"]
-    assert card["licence_of_data"] and card["cell"]["cpu_hours"]
+    assert card["licence_of_data"] and card["cpu_hours"] and card["validation"]

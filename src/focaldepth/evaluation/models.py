@@ -127,6 +127,9 @@ def load_model_under_test(checkpoint: str, device: str = "cpu") -> ModelUnderTes
     loaded = load_trained_model(path, map_location=device)
     config = loaded.config or {}
     num_frames = (config.get("data") or {}).get("num_frames")
+    if num_frames is None:  # a physics hybrid (v4-v6) carries its vote's training config
+        vote_config = ((loaded.extra or {}).get("vote_extra") or {}).get("config") or {}
+        num_frames = (vote_config.get("data") or {}).get("num_frames")
     model_section = dict(config.get("model") or {})
     info = getattr(loaded.model, "info", None)
     return ModelUnderTest(model=loaded.model, source=str(checkpoint), num_frames=num_frames,

@@ -20,8 +20,19 @@ MOVED_MODULES = {
 }
 
 
+#: Result folders renamed after their run (the recorded command names the old ``--out``).
+MOVED_OUTPUTS = {
+    "results/rgbd_dfd_new": "results/rgbd_dfd_v6",  # session 4: the v6 DFD table, run before v6 had its name
+}
+
+
 def current_command(text: str) -> str:
-    """``text`` with every ``python -m`` module path that has moved replaced by its new one."""
+    """``text`` with every ``python -m`` module path that has moved replaced by its new one, and
+    every renamed ``--out`` folder by its current name."""
     for old, new in MOVED_MODULES.items():
         text = text.replace(f"-m {old}", f"-m {new}")
+    for old, new in MOVED_OUTPUTS.items():
+        text = text.replace(f"--out {old} ", f"--out {new} ").replace(f"--out {old}\n", f"--out {new}\n")
+        if text.endswith(f"--out {old}"):
+            text = text[: -len(old)] + new
     return text

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focaldepth.metrics import warp_to_current
+from focaldepth.warp import warp_to_current
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
 from focaldepth.models.registry import create, register_model
 from focaldepth.models.sweepnet import SweepNet
