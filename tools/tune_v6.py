@@ -11,6 +11,12 @@ inside the swept range and beyond it (up to twice the farthest focus).
   OMP_NUM_THREADS=1 python tools/tune_v6.py cache data/cpu_val_blender:5:1 runs/v6_cache/cpu_val_blender.pt
   OMP_NUM_THREADS=1 python tools/tune_v6.py grid runs/v6_cache/*.pt > results/default_selection/v6_validation.txt
 
+``hypotheses`` re-runs the physics on the cached stacks with fewer depth planes and/or at half
+resolution (the plane sweep dominates v6's cost) and scores v6's fusion with each, with the
+plane sweep's time per stack:
+
+  OMP_NUM_THREADS=1 python tools/tune_v6.py hypotheses runs/v6_cache/*.pt > results/default_selection/v6_physics_cost.txt
+
 Votes: ``v3`` (sweepnet_default_v3), ``real`` (sweepnet_real_vote), ``conf`` (their
 confidence-weighted mean in inverse depth), ``mean`` (equal weights). Fusion ``(w, p, in,
 smooth)``: ``SweepNetPhysics(physics_weight=w, physics_power=p, physics_inside_weight=in,
@@ -98,8 +104,52 @@ def grid(paths: list[str]) -> None:
         print(f"  {mode:4s} {str(fusion):22s} AbsRel {mean[0]:.3f} d1 {mean[1]:.3f}")
 
 
+def hypotheses(paths: list[str]) -> None:
+    """v6's fusion with the physics at 32 (shipped) / 16 / 8 planes, full or half resolution."""
+    import time
+
+    import torch.nn.functional as F
+
+    from focaldepth.defocus_volume import defocus_volume_depth
+
+    torch.set_num_threads(1)
+    fusion = SweepNetPhysics(physics_weight=1.0, physics_power=2.0, smooth=False)
+    settings = [(32, 1.0), (16, 1.0), (8, 1.0), (32, 0.5), (16, 0.5)]
+    for path in paths:
+        payload = torch.load(path, weights_only=False)
+        print(f"{payload['spec']} ({len(payload['items'])} stacks)", flush=True)
+        for planes, scale in settings:
+            rows, seconds = [], 0.0
+            for stack, votes, _ in payload["items"]:
+                frames, focus, camera = stack[:3]
+                small = frames
+                if scale != 1.0:
+                    size = (round(frames.shape[-2] * scale), round(frames.shape[-1] * scale))
+                    small = F.interpolate(frames.flatten(0, 1), size=size, mode="area").unflatten(0, frames.shape[:2])
+                    camera = camera.clone()
+                    camera[:, 2] = camera[:, 2] / scale  # larger pixels: the same blur in metres
+                start = time.perf_counter()
+                with torch.no_grad():
+                    physics = defocus_volume_depth(small, focus, camera, num_hypotheses=planes, smooth=False)
+                seconds += time.perf_counter() - start
+                if scale != 1.0:
+                    physics = {k: (F.interpolate(v, size=frames.shape[-2:], mode="bilinear")
+                                   if k in ("depth_m", "confidence") else v) for k, v in physics.items()}
+                    physics["all_in_focus"] = frames[:, -1]
+                with torch.no_grad():
+                    depth = fusion.combine(*stack[:3], votes["real"], physics)["depth_m"]
+                rows.append(scores(depth, stack))
+            r = np.array(rows)
+            with np.errstate(all="ignore"):
+                print(f"  planes {planes:2d} scale {scale:g}: AbsRel {r[:, 0].mean():.3f} d1 {r[:, 1].mean():.3f} "
+                      f"inside {np.nanmean(r[:, 2]):.3f} beyond {np.nanmean(r[:, 3]):.3f} "
+                      f"physics s/stack {seconds / len(rows):.3f}", flush=True)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "cache" and len(sys.argv) == 4:
+    if len(sys.argv) >= 3 and sys.argv[1] == "hypotheses":
+        hypotheses(sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "cache" and len(sys.argv) == 4:
         cache(sys.argv[2], sys.argv[3])
     elif len(sys.argv) >= 3 and sys.argv[1] == "grid":
         grid(sys.argv[2:])
