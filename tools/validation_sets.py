@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from focaldepth.data import FocusSweepDataset
 from focaldepth.experiments import rgbd_eval
 from focaldepth.metrics import absrel, depth_metrics
-from focaldepth.optics import Camera, dioptric_ramp
 
 Stack = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # frames, focus, camera, depth, valid
 PROTOCOLS = ("cover", "inner", "wide")
@@ -27,23 +26,9 @@ PROTOCOLS = ("cover", "inner", "wide")
 
 def dfd_sweeps(every: int, offset: int = 0, num_frames: int = 5, scale: float = 0.5) -> Iterator[Stack]:
     """Scenes ``pairs[offset::every]`` of DFD indoor, each with every sweep protocol, rendered
-    at full resolution and resized by ``scale`` (area averaging, as predict's working grid)."""
-    for pair in rgbd_eval.select_pairs(rgbd_eval.dfd_data_root(), 1)[offset::every]:
-        scene = rgbd_eval.load_dfd_scene(pair)
-        camera = Camera(35.0, 2.8, 23.6, scene.rgb.shape[1])
-        for protocol in PROTOCOLS:
-            near_m, far_m = rgbd_eval.sweep_range_m(scene.depth_m, scene.valid, protocol)
-            focus_m = [float(f) for f in dioptric_ramp(near_m, far_m, num_frames)]
-            frames8 = rgbd_eval.render_sweeps(scene.rgb, scene.depth_m, camera, [focus_m], seed=0)[0]
-            frames = torch.from_numpy(frames8).permute(0, 3, 1, 2).float() / 255
-            if scale != 1.0:
-                size = (round(frames.shape[-2] * scale), round(frames.shape[-1] * scale))
-                frames = F.interpolate(frames, size=size, mode="area")
-            frames = frames[None]
-            pitch_m = camera.pixel_pitch_m * camera.image_width_px / frames.shape[-1]
-            camera_t = torch.tensor([[camera.focal_length_m, camera.f_number, pitch_m]])
-            yield (frames, torch.tensor([focus_m]), camera_t, torch.from_numpy(scene.depth_m)[None, None],
-                   torch.from_numpy(scene.valid)[None, None])
+    at full resolution and resized by ``scale`` (:func:`rgbd_eval.dfd_validation_sweeps`)."""
+    for _, _, *stack in rgbd_eval.dfd_validation_sweeps(every, offset, num_frames, scale):
+        yield tuple(stack)
 
 
 def dataset_stacks(root: str, num_frames: int, step: int) -> Iterator[Stack]:

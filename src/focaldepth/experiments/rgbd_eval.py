@@ -274,6 +274,33 @@ def render_sweeps(rgb: np.ndarray, depth_m: np.ndarray, camera: Camera, focus_li
     return np.split(frames, splits)
 
 
+def dfd_validation_sweeps(every: int, offset: int = 0, num_frames: int = 5, scale: float = 0.5,
+                          max_scenes: int | None = None):
+    """Scenes ``pairs[offset::every]`` of DFD indoor seen by the real DSLR (35 mm f/2.8), each
+    with every sweep protocol: yields ``(scene_name, protocol, frames (1, S, 3, h, w), focus
+    (1, S) m, camera (1, 3), depth (1, 1, H, W), valid)``, the frames rendered at full resolution
+    (noise seed 0) and resized by ``scale`` (area averaging, as predict's working grid). Shared
+    by ``tools/validation_sets.py`` and ``experiments/selfsup_adapt.py``."""
+    import torch.nn.functional as F
+
+    for pair in select_pairs(dfd_data_root(), 1)[offset::every][:max_scenes]:
+        scene = load_dfd_scene(pair)
+        camera = Camera(35.0, 2.8, 23.6, scene.rgb.shape[1])
+        for protocol in PROTOCOLS:
+            near_m, far_m = sweep_range_m(scene.depth_m, scene.valid, protocol)
+            focus_m = [float(f) for f in dioptric_ramp(near_m, far_m, num_frames)]
+            frames8 = render_sweeps(scene.rgb, scene.depth_m, camera, [focus_m], seed=0)[0]
+            frames = torch.from_numpy(frames8).permute(0, 3, 1, 2).float() / 255
+            if scale != 1.0:
+                size = (round(frames.shape[-2] * scale), round(frames.shape[-1] * scale))
+                frames = F.interpolate(frames, size=size, mode="area")
+            frames = frames[None]
+            pitch_m = camera.pixel_pitch_m * camera.image_width_px / frames.shape[-1]
+            camera_t = torch.tensor([[camera.focal_length_m, camera.f_number, pitch_m]])
+            yield (pair.name, protocol, frames, torch.tensor([focus_m]), camera_t,
+                   torch.from_numpy(scene.depth_m)[None, None], torch.from_numpy(scene.valid)[None, None])
+
+
 def final_depth_m(predictor: StreamingPredictor, frames: np.ndarray, focus_m: Sequence[float]) -> np.ndarray:
     """The predictor's depth once the whole sweep is in: the result of pushing every frame and
     keeping the last, without the S - 1 estimates on partial windows in between (5.5x the

@@ -24,7 +24,6 @@ Hyper-parameters were chosen on DFD *training* scenes (``--offset 1 --every 12``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -53,28 +52,14 @@ class LabeledSweep:
 
 def dfd_sweeps(every: int = 6, offset: int = 3, num_frames: int = 5, scale: float = 0.5,
                max_scenes: int | None = None) -> list[LabeledSweep]:
-    """As ``tools/validation_sets.dfd_sweeps`` (same scenes, renderer, noise seed and 2x area
-    downsampling), returned with scene names."""
+    """As ``tools/validation_sets.dfd_sweeps`` (the same :func:`rgbd_eval.dfd_validation_sweeps`),
+    returned with scene names."""
     from focaldepth.experiments import rgbd_eval
-    from focaldepth.optics import Camera, dioptric_ramp
 
-    pairs = rgbd_eval.select_pairs(rgbd_eval.dfd_data_root(), 1)[offset::every][:max_scenes]
     sweeps = []
-    for pair in pairs:
-        scene = rgbd_eval.load_dfd_scene(pair)
-        camera = Camera(35.0, 2.8, 23.6, scene.rgb.shape[1])
-        for protocol in PROTOCOLS:
-            near_m, far_m = rgbd_eval.sweep_range_m(scene.depth_m, scene.valid, protocol)
-            focus_m = [float(f) for f in dioptric_ramp(near_m, far_m, num_frames)]
-            frames8 = rgbd_eval.render_sweeps(scene.rgb, scene.depth_m, camera, [focus_m], seed=0)[0]
-            frames = torch.from_numpy(frames8).permute(0, 3, 1, 2).float() / 255
-            size = (round(frames.shape[-2] * scale), round(frames.shape[-1] * scale))
-            frames = F.interpolate(frames, size=size, mode="area")[None]
-            pitch_m = camera.pixel_pitch_m * camera.image_width_px / frames.shape[-1]
-            camera_t = torch.tensor([[camera.focal_length_m, camera.f_number, pitch_m]])
-            sweeps.append(LabeledSweep(pair.name, protocol, UnlabeledStack(frames, torch.tensor([focus_m]), camera_t),
-                                       torch.from_numpy(scene.depth_m)[None, None],
-                                       torch.from_numpy(scene.valid)[None, None]))
+    for name, protocol, frames, focus, camera, depth, valid in rgbd_eval.dfd_validation_sweeps(
+            every, offset, num_frames, scale, max_scenes):
+        sweeps.append(LabeledSweep(name, protocol, UnlabeledStack(frames, focus, camera), depth, valid))
     return sweeps
 
 
