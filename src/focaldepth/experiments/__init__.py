@@ -12,6 +12,8 @@ Each module is run with ``python -m focaldepth.experiments.<name>`` and writes o
   before / after on DFD validation sweeps and the real phone stack (docs/selfsup.md).
 """
 
+import re
+
 # Result files written before the move record the old module paths; the pages that tell a
 # user what to run (tools/update_readme.py, tools/headline_table.py) show the current ones.
 MOVED_MODULES = {
@@ -32,7 +34,5 @@ def current_command(text: str) -> str:
     for old, new in MOVED_MODULES.items():
         text = text.replace(f"-m {old}", f"-m {new}")
     for old, new in MOVED_OUTPUTS.items():
-        text = text.replace(f"--out {old} ", f"--out {new} ").replace(f"--out {old}\n", f"--out {new}\n")
-        if text.endswith(f"--out {old}"):
-            text = text[: -len(old)] + new
+        text = re.sub(rf"--out {re.escape(old)}(?=\s|$)", f"--out {new}", text)
     return text
