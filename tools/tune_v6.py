@@ -11,6 +11,14 @@ inside the swept range and beyond it (up to twice the farthest focus).
   OMP_NUM_THREADS=1 python tools/tune_v6.py cache data/cpu_val_blender:5:1 runs/v6_cache/cpu_val_blender.pt
   OMP_NUM_THREADS=1 python tools/tune_v6.py grid runs/v6_cache/*.pt > results/default_selection/v6_validation.txt
 
+Session 5 (v7): ``cache`` also stores the plane sweep at half resolution
+(``models/hybrid.physics_at_scale``); ``add-vote CACHE KEY MODEL`` adds another vote (a
+shipped name, a model file or a training checkpoint) to a cache; ``grid`` scores every cached
+vote with both physics resolutions, ``grid-v6`` only v6's fusion (and the vote alone):
+
+  OMP_NUM_THREADS=1 python tools/tune_v6.py add-vote runs/v6_cache/dfd.pt s1500 runs/sweepnet_v7/last.ckpt
+  OMP_NUM_THREADS=1 python tools/tune_v6.py grid-v6 runs/v6_cache/*.pt > results/default_selection/v7_validation.txt
+
 ``hypotheses`` re-runs the physics on the cached stacks with fewer depth planes and/or at half
 resolution (the plane sweep dominates v6's cost) and scores v6's fusion with each, with the
 plane sweep's time per stack:
@@ -44,7 +52,7 @@ KEEP = ("depth_m", "confidence", "focus_weights")
 
 
 def cache(spec: str, out: str) -> None:
-    from focaldepth.defocus_volume import defocus_volume_depth
+    from focaldepth.models.hybrid import physics_at_scale
     from focaldepth.predict import load_model
 
     nets = {key: load_model(name).eval() for key, name in VOTES.items()}
@@ -54,11 +62,31 @@ def cache(spec: str, out: str) -> None:
         with torch.no_grad():
             votes = {key: {k: v for k, v in net(frames, focus, camera).items() if k in KEEP}
                      for key, net in nets.items()}
-            physics = defocus_volume_depth(frames, focus, camera, smooth=False)
+            physics = physics_at_scale(frames, focus, camera, 1.0)
+            physics["half"] = physics_at_scale(frames, focus, camera, 0.5)
         cached.append((stack, votes, physics))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"spec": spec, "items": cached}, out)
     print(f"{spec}: {len(cached)} stacks -> {out}")
+
+
+def add_vote(path: str, key: str, model: str) -> None:
+    """Run one more vote (a shipped name, a model file or a training checkpoint) on a cache's
+    stacks and store it under ``key``; half-resolution physics is added where missing."""
+    from focaldepth.models.hybrid import physics_at_scale
+    from focaldepth.predict import load_model
+
+    torch.set_num_threads(1)
+    net = load_model(model).eval()
+    payload = torch.load(path, weights_only=False)
+    for stack, votes, physics in payload["items"]:
+        frames, focus, camera = stack[:3]
+        with torch.no_grad():
+            votes[key] = {k: v for k, v in net(frames, focus, camera).items() if k in KEEP}
+            if "half" not in physics:
+                physics["half"] = physics_at_scale(frames, focus, camera, 0.5)
+    torch.save(payload, path)
+    print(f"{payload['spec']}: vote {key!r} = {model} added to {path}")
 
 
 def blend(votes: dict, mode: str) -> dict:
@@ -71,37 +99,51 @@ def blend(votes: dict, mode: str) -> dict:
     return {"depth_m": 1 / inverse, "confidence": wa * ca + (1 - wa) * cb, "focus_weights": b["focus_weights"]}
 
 
-def grid(paths: list[str]) -> None:
+def vote_modes(votes: dict) -> list[str]:
+    """Every cached vote, plus the v3/real blends when both are there."""
+    blends = ["conf", "mean"] if {"v3", "real"} <= set(votes) else []
+    return [k for k in votes] + blends
+
+
+def grid(paths: list[str], fusions: list | None = None) -> None:
+    """Every (vote, fusion, physics resolution) on every cache; physics ``half`` = the plane
+    sweep at half the working resolution (``SweepNetPhysics(physics_scale=0.5)``)."""
     torch.set_num_threads(1)
     summary: dict = {}
     for path in paths:
         payload = torch.load(path, weights_only=False)
         print(f"{payload['spec']} ({len(payload['items'])} stacks)", flush=True)
-        for mode in ("v3", "real", "conf", "mean"):
-            for fusion in FUSIONS:
-                rows = []
-                for stack, votes, physics in payload["items"]:
-                    vote = blend(votes, mode)
-                    if fusion is None:
-                        depth = vote["depth_m"]
-                    else:
-                        w, p, inside, smooth = fusion
-                        model = SweepNetPhysics(physics_weight=w, physics_power=p, physics_inside_weight=inside,
-                                                smooth=smooth)
-                        with torch.no_grad():
-                            depth = model.combine(*stack[:3], vote, physics)["depth_m"]
-                    rows.append(scores(depth, stack))
-                r = np.array(rows)
-                summary.setdefault((mode, fusion), []).append(r[:, :2].mean(axis=0))
-                with np.errstate(all="ignore"):
-                    print(f"  {mode:4s} {str(fusion):22s} AbsRel {r[:, 0].mean():.3f} d1 {r[:, 1].mean():.3f} "
-                          f"inside {np.nanmean(r[:, 2]):.3f} beyond {np.nanmean(r[:, 3]):.3f} "
-                          f"(n {np.isfinite(r[:, 3]).sum()})", flush=True)
+        first_votes, first_physics = payload["items"][0][1], payload["items"][0][2]
+        resolutions = ["full"] + (["half"] if "half" in first_physics else [])
+        for mode in vote_modes(first_votes):
+            for fusion in fusions or FUSIONS:
+                for resolution in resolutions if fusion is not None else ["full"]:
+                    rows = []
+                    for stack, votes, physics in payload["items"]:
+                        vote = blend(votes, mode)
+                        if fusion is None:
+                            depth = vote["depth_m"]
+                        else:
+                            w, p, inside, smooth = fusion
+                            model = SweepNetPhysics(physics_weight=w, physics_power=p, physics_inside_weight=inside,
+                                                    smooth=smooth)
+                            part = physics if resolution == "full" else {**physics, **physics["half"]}
+                            with torch.no_grad():
+                                depth = model.combine(*stack[:3], vote, part)["depth_m"]
+                        rows.append(scores(depth, stack))
+                    r = np.array(rows)
+                    label = f"{mode:5s} {str(fusion):22s} {resolution:4s}"
+                    summary.setdefault(label, []).append(r[:, :2].mean(axis=0))
+                    with np.errstate(all="ignore"):
+                        print(f"  {label} AbsRel {r[:, 0].mean():.3f} d1 {r[:, 1].mean():.3f} "
+                              f"inside {np.nanmean(r[:, 2]):.3f} beyond {np.nanmean(r[:, 3]):.3f} "
+                              f"(n {np.isfinite(r[:, 3]).sum()})", flush=True)
     print(f"mean over the {len(paths)} sets, by mean AbsRel")
     ranked = sorted(summary.items(), key=lambda kv: np.mean(kv[1], axis=0)[0])
-    for (mode, fusion), per_set in ranked:
+    for label, per_set in ranked:
         mean = np.mean(per_set, axis=0)
-        print(f"  {mode:4s} {str(fusion):22s} AbsRel {mean[0]:.3f} d1 {mean[1]:.3f}")
+        print(f"  {label} AbsRel {mean[0]:.3f} d1 {mean[1]:.3f}" + ("" if len(per_set) == len(paths) else
+                                                                    f" ({len(per_set)} sets only)"))
 
 
 def hypotheses(paths: list[str]) -> None:
@@ -149,6 +191,10 @@ def hypotheses(paths: list[str]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "hypotheses":
         hypotheses(sys.argv[2:])
+    elif len(sys.argv) == 5 and sys.argv[1] == "add-vote":
+        add_vote(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "grid-v6":  # v6's fusion only: vote x resolution
+        grid(sys.argv[2:], fusions=[None, (1, 2, 1, False)])
     elif len(sys.argv) >= 2 and sys.argv[1] == "cache" and len(sys.argv) == 4:
         cache(sys.argv[2], sys.argv[3])
     elif len(sys.argv) >= 3 and sys.argv[1] == "grid":

@@ -62,6 +62,25 @@ def test_fused_model_answers_beyond_the_sweep():
     assert outputs["all_in_focus"].shape == (1, 3, 96, 96)
 
 
+def test_half_resolution_physics_keeps_the_answer_and_the_blur_in_metres():
+    """The plane sweep on half-size frames with twice the pixel pitch finds the same depth
+    (inside and beyond the sweep), returned at the full size."""
+    from test_defocus_volume import CAMERA, FOCUS, centre_depth_m, textured_plane_stack
+
+    from focaldepth.models.hybrid import physics_at_scale
+
+    for depth_m in (2.0, 5.0):
+        frames = textured_plane_stack(depth_m, noise=0.01)
+        full = physics_at_scale(frames, FOCUS, CAMERA, 1.0)
+        half = physics_at_scale(frames, FOCUS, CAMERA, 0.5)
+        assert half["depth_m"].shape == full["depth_m"].shape == (1, 1, 96, 96)
+        assert half["confidence"].shape == (1, 1, 96, 96)
+        assert abs(centre_depth_m(half) - depth_m) / depth_m < 0.15
+        assert abs(centre_depth_m(half) - centre_depth_m(full)) / depth_m < 0.1
+    with pytest.raises(ValueError, match="physics_scale"):
+        models.create("sweepnet_physics_test", physics_scale=0.0)
+
+
 @pytest.fixture(autouse=True)
 def _tests_on_path(monkeypatch):
     import pathlib
