@@ -90,7 +90,7 @@ def add_vote(path: str, key: str, model: str) -> None:
 
 
 def blend(votes: dict, mode: str) -> dict:
-    if mode in VOTES:
+    if mode in votes:  # a cached vote (v3, real, or one added by add-vote)
         return votes[mode]
     a, b = votes["v3"], votes["real"]
     ca, cb = a["confidence"].clamp_min(1e-3), b["confidence"].clamp_min(1e-3)
