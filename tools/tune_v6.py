@@ -16,7 +16,7 @@ Session 5 (v7): ``cache`` also stores the plane sweep at half resolution
 shipped name, a model file or a training checkpoint) to a cache; ``grid`` scores every cached
 vote with both physics resolutions, ``grid-v6`` only v6's fusion (and the vote alone):
 
-  OMP_NUM_THREADS=1 python tools/tune_v6.py add-vote runs/v6_cache/dfd.pt s1500 runs/sweepnet_v7/last.ckpt
+  OMP_NUM_THREADS=1 python tools/tune_v6.py add-vote runs/v6_cache/dfd.pt s1200 runs/sweepnet_v7/checkpoints/last.pt
   OMP_NUM_THREADS=1 python tools/tune_v6.py grid-v6 runs/v6_cache/*.pt > results/default_selection/v7_validation.txt
 
 ``hypotheses`` re-runs the physics on the cached stacks with fewer depth planes and/or at half
@@ -150,9 +150,7 @@ def hypotheses(paths: list[str]) -> None:
     """v6's fusion with the physics at 32 (shipped) / 16 / 8 planes, full or half resolution."""
     import time
 
-    import torch.nn.functional as F
-
-    from focaldepth.defocus_volume import defocus_volume_depth
+    from focaldepth.models.hybrid import physics_at_scale
 
     torch.set_num_threads(1)
     fusion = SweepNetPhysics(physics_weight=1.0, physics_power=2.0, smooth=False)
@@ -164,20 +162,10 @@ def hypotheses(paths: list[str]) -> None:
             rows, seconds = [], 0.0
             for stack, votes, _ in payload["items"]:
                 frames, focus, camera = stack[:3]
-                small = frames
-                if scale != 1.0:
-                    size = (round(frames.shape[-2] * scale), round(frames.shape[-1] * scale))
-                    small = F.interpolate(frames.flatten(0, 1), size=size, mode="area").unflatten(0, frames.shape[:2])
-                    camera = camera.clone()
-                    camera[:, 2] = camera[:, 2] / scale  # larger pixels: the same blur in metres
                 start = time.perf_counter()
-                with torch.no_grad():
-                    physics = defocus_volume_depth(small, focus, camera, num_hypotheses=planes, smooth=False)
+                with torch.no_grad():  # the model's own resize-sweep-upsample (SweepNetPhysics.physics_scale)
+                    physics = physics_at_scale(frames, focus, camera, scale, num_hypotheses=planes)
                 seconds += time.perf_counter() - start
-                if scale != 1.0:
-                    physics = {k: (F.interpolate(v, size=frames.shape[-2:], mode="bilinear")
-                                   if k in ("depth_m", "confidence") else v) for k, v in physics.items()}
-                    physics["all_in_focus"] = frames[:, -1]
                 with torch.no_grad():
                     depth = fusion.combine(*stack[:3], votes["real"], physics)["depth_m"]
                 rows.append(scores(depth, stack))
