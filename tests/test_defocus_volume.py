@@ -127,3 +127,18 @@ def test_noise_estimate_is_close_to_the_added_noise():
 def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match="at least 2 frames"):
         defocus_volume_depth(torch.rand(1, 1, 3, 32, 32), FOCUS[:, :1], CAMERA)
+
+
+def test_cached_relative_blur_filters_give_the_same_costs():
+    """The filter memo is exact: a second call (cache hit) returns the first call's costs, and
+    a cleared cache recomputes the same values."""
+    from focaldepth import defocus_volume
+
+    stack = textured_plane_stack(2.0, noise=0.01)
+    defocus_volume._FILTER_CACHE.clear()
+    first = defocus_volume_depth(stack, FOCUS, CAMERA)
+    assert len(defocus_volume._FILTER_CACHE) == FOCUS.shape[1] - 1  # one entry per adjacent pair
+    second = defocus_volume_depth(stack, FOCUS, CAMERA)
+    assert torch.equal(first["cost"], second["cost"]) and torch.equal(first["depth_m"], second["depth_m"])
+    defocus_volume._FILTER_CACHE.clear()
+    assert torch.equal(defocus_volume_depth(stack, FOCUS, CAMERA)["cost"], first["cost"])

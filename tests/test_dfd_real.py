@@ -8,6 +8,7 @@ import csv
 import json
 from pathlib import Path
 
+import kornia
 import numpy as np
 import pytest
 import torch
@@ -145,6 +146,63 @@ def test_checkpoint_round_trip_keeps_the_f_number_convention(tmp_path):
         assert torch.equal(run_model(model, frames, focus, camera, f_number)["depth_m"],
                            run_model(loaded, frames, focus, camera, f_number)["depth_m"])
     assert "f_number_input" in models.read_checkpoint(path)["conventions"]
+
+
+def test_sharpness_cue_falls_with_defocus_and_ignores_frame_order():
+    """The relative-sharpness channels: ~0 where the wide frame is as sharp as the narrow one,
+    negative where it is blurred more; the same cue whichever frame comes first."""
+    from focaldepth.models.d3net import relative_sharpness_channels
+    from focaldepth.render import render_defocus  # noqa: F401  (the renderer is the reference)
+
+    texture = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(1)).repeat(1, 3, 1, 1)
+    blurred = kornia.filters.gaussian_blur2d(texture, (11, 11), (1.5, 1.5), border_type="reflect")
+    sharp_pair = torch.stack([texture, texture], dim=1)
+    blurred_pair = torch.stack([texture, blurred], dim=1)  # [f/8 sharp, f/2.8 blurred]
+    f_number = torch.tensor([[8.0, 2.8]])
+    in_focus = relative_sharpness_channels(sharp_pair, f_number)
+    defocused = relative_sharpness_channels(blurred_pair, f_number)
+    assert in_focus.shape == (1, 4, 64, 64)
+    assert in_focus[:, :3].abs().max() < 1e-4
+    centre = defocused[0, :3, 8:-8, 8:-8].mean(dim=(1, 2))
+    assert (defocused[:, :3, 8:-8, 8:-8] < -0.1).all() and centre[0] < -1.0
+    assert centre[0] < centre[1] < centre[2]  # a 1.5 px blur shows most at the finest scale
+    swapped = relative_sharpness_channels(blurred_pair.flip(1), f_number.flip(1))
+    assert torch.allclose(swapped, defocused, atol=1e-6)
+    brighter = relative_sharpness_channels(torch.stack([texture, 0.5 * blurred], dim=1), f_number)
+    assert torch.allclose(brighter, defocused, atol=1e-3)  # exposure differences are not blur
+
+
+def test_sharpness_cue_model_and_working_resolution_round_trip(tmp_path):
+    from focaldepth.datasets.dfd_indoor import camera
+    from focaldepth.predict import StreamingPredictor
+
+    model = models.create("d3net_aperture_pair_test", sharpness_cue=True,
+                          working_max_pixels=280_000).eval()
+    frames, focus, camera_t, f_number = pair_inputs()
+    loaded = models.load(models.save(model, tmp_path / "cue.pt"))
+    with torch.no_grad():
+        assert torch.equal(run_model(model, frames, focus, camera_t, f_number)["depth_m"],
+                           run_model(loaded, frames, focus, camera_t, f_number)["depth_m"])
+    assert loaded.sharpness_cue and loaded.working_max_pixels == 280_000
+    # predict runs the model at the resolution it was trained at, unless told otherwise
+    native = StreamingPredictor(loaded, camera(645), [1.7, 1.7], 432, 645)
+    assert (native.work_h, native.work_w) == (432, 645)
+    capped = StreamingPredictor(loaded, camera(645), [1.7, 1.7], 432, 645, max_pixels=57_600)
+    assert (capped.work_h, capped.work_w) == (196, 293)
+    with pytest.raises(UserError, match="working_max_pixels"):
+        models.create("d3net_test", working_max_pixels=10)
+
+
+def test_full_resolution_crops_keep_the_photos_size(tmp_path):
+    from focaldepth.datasets.dfd_crops import DFDPairCropsFull
+
+    root = write_dfd_folder(tmp_path / "dfd", scenes=4, height=300, width=400)  # > 57,600 px
+    full = DFDPairCropsFull(root, split="val", crop_size=None, random_crop=False)
+    shrunk = DFDPairCrops(root, split="val", crop_size=None, random_crop=False)
+    assert full[0]["frames"].shape[-2:] == (300, 400)
+    assert shrunk[0]["frames"].shape[-2:] == working_size(300, 400) == (208, 277)
+    # the pixel pitch follows the resolution: the same lens blurs more pixels at full size
+    assert float(full[0]["camera"][2]) == pytest.approx(float(shrunk[0]["camera"][2]) * 277 / 400)
 
 
 # --- training crops and one training step ------------------------------------------------------

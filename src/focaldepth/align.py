@@ -397,3 +397,43 @@ def prepare_handheld(sequence, *, stack_align: bool = False, far_to_near: bool |
                           "default (near to far)")
         report["sweep_direction"] = "far_to_near" if far_to_near else "near_to_far"
     return sequence, bool(far_to_near), report
+
+
+# --- one global translation between two shots of a scene (e.g. f/8 and f/2.8) -----------------
+
+
+def translation_px(fixed_gray: np.ndarray, moving_gray: np.ndarray) -> tuple[float, float]:
+    """Sub-pixel translation ``(dx, dy)`` with ``moving(x + dx, y + dy) ~ fixed(x, y)`` between
+    two float32 gray images of one scene shot with different blur (apertures, focus).
+
+    ECC (OpenCV) on slightly smoothed luminance, which makes a sharp and a defocused shot
+    comparable; the start comes from phase correlation (robust to shifts of several pixels).
+    A symmetric PSF does not move edges, so defocus does not bias the estimate.
+    """
+    fixed = cv2.GaussianBlur(np.asarray(fixed_gray, np.float32), (0, 0), 1.0)
+    moving = cv2.GaussianBlur(np.asarray(moving_gray, np.float32), (0, 0), 1.0)
+    window = cv2.createHanningWindow(fixed.shape[::-1], cv2.CV_32F)
+    # phaseCorrelate multiplies its inputs by the window in place: give it copies.
+    (dx, dy), _ = cv2.phaseCorrelate(fixed.copy(), moving.copy(), window)
+    warp = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
+    # The mirrored border of a shifted image matches nothing: only the interior counts.
+    margin = max(4, min(fixed.shape) // 32)
+    interior = np.zeros(fixed.shape, dtype=np.uint8)
+    interior[margin:-margin, margin:-margin] = 1
+    # A tight tolerance: ECC's default-like (1e-5, 100 iterations) stops ~0.1 px short.
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 1000, 1e-8)
+    try:
+        _, warp = cv2.findTransformECC(fixed, moving, warp, cv2.MOTION_TRANSLATION, criteria,
+                                       interior, 1)
+    except cv2.error:  # ECC did not converge (a featureless image): keep the phase estimate
+        pass
+    return float(warp[0, 2]), float(warp[1, 2])
+
+
+def translate(image: np.ndarray, shift_px: tuple[float, float]) -> np.ndarray:
+    """``image`` (H, W[, C]) resampled at ``(x + dx, y + dy)``: Lanczos (little blur, so a
+    sharp shot keeps its sharpness), borders mirrored. uint8 in, uint8 out."""
+    dx, dy = shift_px
+    warp = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float64)
+    return cv2.warpAffine(image, warp, (image.shape[1], image.shape[0]),
+                          flags=cv2.INTER_LANCZOS4 | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)

@@ -29,6 +29,7 @@ per-hypothesis cost volume for fusion with a learned model (:mod:`focaldepth.mod
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import ClassVar
 
 import kornia
@@ -101,6 +102,60 @@ def psf_transfer(coc_px: Tensor, frequency: Tensor, psf: str = "disk") -> Tensor
 RELATIVE_BLUR_EPS = 0.05
 
 
+# Relative-blur filters by (FFT grid, CoC pair, window, PSF): a streaming sweep repeats its
+# focus schedule, so the same filters come back every ramp. Bessel functions over K x grid
+# values are a third of the plane sweep's time. The cache holds the most recent filters up to
+# a byte budget (a few windows' worth at predict's working resolution).
+_FILTER_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
+FILTER_CACHE_BYTES = 256 * 2**20
+
+
+def _cache_bytes() -> int:
+    def size(t: Tensor) -> int:
+        return t.numel() * t.element_size()
+
+    return sum(size(entry[1]) + sum(size(g[2]) for g in entry[0]) for entry in _FILTER_CACHE.values())
+
+
+def relative_blur_filters(fft_h: int, fft_w: int, coc_i_px: Tensor, coc_j_px: Tensor, window: int,
+                          psf: str, like: Tensor) -> tuple:
+    """``(groups, high-pass (fh, fw'), target noise gain ())`` of :func:`pair_costs`: per source
+    frame (0 = i, 1 = j) the hypotheses where it is predicted sharper, their relative blur
+    times the high-pass ``(k, fh, fw')`` and noise gains ``(k, 1, 1)``. Memoised; exact, since
+    the key holds the CoC values bit for bit."""
+    key = (fft_h, fft_w, window, psf, like.dtype, str(like.device),
+           coc_i_px.detach().cpu().numpy().tobytes(), coc_j_px.detach().cpu().numpy().tobytes())
+    hit = _FILTER_CACHE.get(key)
+    if hit is not None:
+        _FILTER_CACHE.move_to_end(key)
+        return hit
+    frequency = radial_frequency(fft_h, fft_w, like)
+    i_sharper = coc_i_px <= coc_j_px
+    sharp_coc = torch.where(i_sharper, coc_i_px, coc_j_px)
+    blurry_coc = torch.where(i_sharper, coc_j_px, coc_i_px)
+    sharp_otf = psf_transfer(sharp_coc, frequency, psf)
+    relative = psf_transfer(blurry_coc, frequency, psf) * sharp_otf / (sharp_otf**2 + RELATIVE_BLUR_EPS)
+    relative = relative * (1.0 + RELATIVE_BLUR_EPS)  # unit gain at frequency 0
+    # Local-mean removal of the residual as a high-pass on both frames (it commutes with the
+    # blur, so it is one multiplication in the Fourier domain): brightness that varies slowly
+    # across the image and between frames (vignetting, exposure, motion of large smooth
+    # regions) is not a blur cue. A Gaussian of the box window's second moment (w^2 / 12).
+    highpass = 1.0 - torch.exp(-2.0 * math.pi**2 * (window**2 / 12.0) * frequency**2)
+    filtered = relative * highpass
+    # Noise gains of the two filtered frames: mean squared transfer over the (half) spectrum.
+    gain = (filtered**2).mean(dim=(-2, -1))[:, None, None]  # (K, 1, 1)
+    target_gain = (highpass**2).mean()
+    groups = []
+    for source, mask in ((0, i_sharper), (1, ~i_sharper)):
+        index = mask.nonzero()[:, 0]
+        groups.append((source, index, filtered[index].contiguous(), gain[index]))
+    entry = (groups, highpass, target_gain)
+    _FILTER_CACHE[key] = entry
+    while len(_FILTER_CACHE) > 1 and _cache_bytes() > FILTER_CACHE_BYTES:
+        _FILTER_CACHE.popitem(last=False)
+    return entry
+
+
 def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tensor, window: int,
                psf: str = "disk", noise_var_i: Tensor | None = None, noise_var_j: Tensor | None = None) -> Tensor:
     """``(K, H, W)`` per-pixel relative-blur residual energy of frames ``i`` and ``j`` (``(H, W)``
@@ -122,30 +177,21 @@ def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tenso
     both = F.pad(torch.stack([grey_i, grey_j])[:, None], (pad, pad, pad, pad), mode="reflect")[:, 0]
     fft_h, fft_w = both.shape[-2:]
     spectra = torch.fft.rfft2(both)  # (2, fft_h, fft_w//2+1)
-    frequency = radial_frequency(fft_h, fft_w, grey_i)
-    i_sharper = coc_i_px <= coc_j_px
-    sharp_coc = torch.where(i_sharper, coc_i_px, coc_j_px)
-    blurry_coc = torch.where(i_sharper, coc_j_px, coc_i_px)
-    sharp_otf = psf_transfer(sharp_coc, frequency, psf)
-    relative = psf_transfer(blurry_coc, frequency, psf) * sharp_otf / (sharp_otf**2 + RELATIVE_BLUR_EPS)
-    relative = relative * (1.0 + RELATIVE_BLUR_EPS)  # unit gain at frequency 0
-    # Local-mean removal of the residual as a high-pass on both frames (it commutes with the
-    # blur, so it is one multiplication in the Fourier domain): brightness that varies slowly
-    # across the image and between frames (vignetting, exposure, motion of large smooth
-    # regions) is not a blur cue. A Gaussian of the box window's second moment (w^2 / 12).
-    highpass = 1.0 - torch.exp(-2.0 * math.pi**2 * (window**2 / 12.0) * frequency**2)
-    source = torch.where(i_sharper[:, None, None], spectra[0], spectra[1])
-    target_spectrum = torch.where(i_sharper[:, None, None], spectra[1], spectra[0])
-    residual = torch.fft.irfft2((source * relative - target_spectrum) * highpass, s=(fft_h, fft_w))
-    energy = residual[:, pad:pad + height, pad:pad + width] ** 2
-    if noise_var_i is None or noise_var_j is None:
-        return energy
-    # Noise gains of the two filtered frames: mean squared transfer over the (half) spectrum.
-    gain = ((relative * highpass) ** 2).mean(dim=(-2, -1))[:, None, None]  # (K, 1, 1)
-    target_gain = (highpass**2).mean()
-    var_source = torch.where(i_sharper[:, None, None], noise_var_i, noise_var_j)
-    var_target = torch.where(i_sharper[:, None, None], noise_var_j, noise_var_i)
-    return energy - (target_gain * var_target + gain * var_source)
+    groups, highpass, target_gain = relative_blur_filters(fft_h, fft_w, coc_i_px, coc_j_px, window, psf, grey_i)
+    targets = spectra * highpass  # each frame high-passed, as the target of the other
+    noise = (noise_var_i, noise_var_j) if noise_var_i is not None and noise_var_j is not None else None
+    out = torch.empty(len(coc_i_px), height, width, dtype=grey_i.dtype, device=grey_i.device)
+    # Hypotheses where frame i is predicted sharper (source i, target j), then the others:
+    # two dense groups instead of a per-hypothesis choice over whole spectra.
+    for source, index, filtered, gain in groups:
+        if index.numel() == 0:
+            continue
+        residual = torch.fft.irfft2(spectra[source] * filtered - targets[1 - source], s=(fft_h, fft_w))
+        energy = residual[:, pad:pad + height, pad:pad + width] ** 2
+        if noise is not None:
+            energy = energy - (target_gain * noise[1 - source] + gain * noise[source])
+        out[index] = energy
+    return out
 
 
 def box_mean(volume: Tensor, window: int) -> Tensor:

@@ -79,6 +79,14 @@ def sweep_blur_px(camera: Camera, focus_distance_m: list[float | None]) -> float
     return camera.coc_px_per_dpt * (1.0 / min(known) - 1.0 / max(known))
 
 
+def resolve_max_pixels(model, max_pixels: int | None) -> int:
+    """The working pixel budget: the user's, else the model's own (``working_max_pixels``, in
+    its weight file: the resolution it was trained at), else :data:`DEFAULT_MAX_PIXELS`."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    return int(getattr(model, "working_max_pixels", None) or DEFAULT_MAX_PIXELS)
+
+
 def working_scale(camera: Camera, focus_distance_m: list[float | None], height: int, width: int,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> float:
     """Scale factor (<= 1) from the input to the working resolution (see module docstring)."""
@@ -159,7 +167,8 @@ class StreamingPredictor:
             and the working resolution); entries may be None.
         window: frames per depth estimate; default: one focus ramp of the schedule.
         align: warp the window onto the current frame with optical flow.
-        max_pixels: pixel budget of the working resolution.
+        max_pixels: pixel budget of the working resolution (None: the model's own, else
+            :data:`DEFAULT_MAX_PIXELS`; see :func:`resolve_max_pixels`).
         far_to_near: only when focus distances are unknown: the sweep starts at the far end
             (default: near to far). Relative depth is only defined up to this order.
         output_resolution: ``"input"`` (maps upsampled to the frame size) or ``"working"``
@@ -174,7 +183,7 @@ class StreamingPredictor:
 
     def __init__(self, model: DepthModel, camera: Camera, focus_distance_m: list[float | None],
                  height: int, width: int, *, window: int | None = None, align: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device = "cpu",
+                 max_pixels: int | None = None, device: str | torch.device = "cpu",
                  far_to_near: bool = False, output_resolution: str = "input", upsample: str = "guided",
                  all_in_focus: bool = False, max_slices: int | None = MAX_SLICES):
         if max_slices is not None and max_slices < 2:
@@ -196,6 +205,7 @@ class StreamingPredictor:
         if self.window < 1:
             raise UserError(f"window must be at least 1 frame, got {self.window}")
         self.height, self.width = height, width
+        max_pixels = resolve_max_pixels(self.model, max_pixels)
         scale = working_scale(camera, focus_distance_m, height, width, max_pixels) if self.metric else \
             min(1.0, math.sqrt(max_pixels / float(height * width)))
         self.work_h = max(16, int(round(height * scale)))
@@ -542,7 +552,7 @@ def relative_inverse_depth(depth_m: np.ndarray) -> np.ndarray:
 
 def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL, meta_path=None,
                      device: str = "cpu", window: int | None = None, align: bool = True,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, extra_formats: tuple[str, ...] = (),
+                     max_pixels: int | None = None, extra_formats: tuple[str, ...] = (),
                      overwrite: bool = False, video: bool = True, progress: bool = True,
                      far_to_near: bool | None = None, stack_align: bool = False,
                      output_resolution: str = "input", upsample: str = "guided", aif: bool = False,

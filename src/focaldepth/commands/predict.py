@@ -28,7 +28,8 @@ def predict(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     window: Annotated[Optional[int], typer.Option(help="Frames per estimate (default: one focus ramp).")] = None,
     align: Annotated[bool, typer.Option(help="Warp earlier frames onto the current one (optical flow).")] = True,
-    max_pixels: Annotated[int, typer.Option(help="Pixel budget of the working resolution.")] = 57_600,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        help="Pixel budget of the working resolution (default: the model's own, else 57,600).")] = None,
     format: Annotated[Optional[list[str]], typer.Option("--format", help="Extra depth outputs: png16, exr (per frame); npz16 or h5 (one compressed float16 file per clip, replacing the per-frame .npy).")] = None,
     output_resolution: Annotated[str, typer.Option("--output-resolution", help="input (upsampled to the frames) or working (the network's grid: all the information there is).")] = "input",
     upsample: Annotated[str, typer.Option(help="guided (edge-aware, by the current frame) or bilinear.")] = "guided",

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from focaldepth.align import translate, translation_px
 from focaldepth.errors import UserError
 from focaldepth.io.atomic import atomic_write_json, atomic_write_text
 from focaldepth.io.depth import read_depth
@@ -180,41 +181,14 @@ def _grey8(srgb: Tensor) -> np.ndarray:
 
 
 def estimate_translation_px(fixed_srgb: Tensor, moving_srgb: Tensor) -> tuple[float, float]:
-    """Sub-pixel translation ``(dx, dy)`` with ``moving(x + dx, y + dy) ~ fixed(x, y)``.
-
-    ECC (OpenCV) on slightly smoothed luminance, which makes the sharp and the defocused
-    shot comparable; the start comes from phase correlation (robust to shifts of several
-    pixels). A symmetric PSF does not move edges, so defocus does not bias the estimate.
-    """
-    fixed = cv2.GaussianBlur(_grey8(fixed_srgb), (0, 0), 1.0)
-    moving = cv2.GaussianBlur(_grey8(moving_srgb), (0, 0), 1.0)
-    window = cv2.createHanningWindow(fixed.shape[::-1], cv2.CV_32F)
-    # phaseCorrelate multiplies its inputs by the window in place: give it copies.
-    (dx, dy), _ = cv2.phaseCorrelate(fixed.copy(), moving.copy(), window)
-    warp = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
-    # The mirrored border of a shifted image matches nothing: only the interior counts.
-    margin = max(4, min(fixed.shape) // 32)
-    interior = np.zeros(fixed.shape, dtype=np.uint8)
-    interior[margin:-margin, margin:-margin] = 1
-    # A tight tolerance: ECC's default-like (1e-5, 100 iterations) stops ~0.1 px short.
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 1000, 1e-8)
-    try:
-        _, warp = cv2.findTransformECC(fixed, moving, warp, cv2.MOTION_TRANSLATION, criteria,
-                                       interior, 1)
-    except cv2.error:  # ECC did not converge (a featureless image): keep the phase estimate
-        pass
-    return float(warp[0, 2]), float(warp[1, 2])
+    """Sub-pixel translation ``(dx, dy)`` with ``moving(x + dx, y + dy) ~ fixed(x, y)``
+    (:func:`focaldepth.align.translation_px` on luminance)."""
+    return translation_px(_grey8(fixed_srgb), _grey8(moving_srgb))
 
 
 def translate_srgb(srgb: Tensor, shift_px: tuple[float, float]) -> Tensor:
-    """``srgb`` (1, 3, H, W) resampled at ``(x + dx, y + dy)`` (Lanczos, little blur, so the
-    aligned target keeps its sharpness; borders mirrored and later left out of the metrics)."""
-    dx, dy = shift_px
-    rgb = srgb[0].permute(1, 2, 0).numpy()
-    warp = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float64)
-    moved = cv2.warpAffine(rgb, warp, (rgb.shape[1], rgb.shape[0]),
-                           flags=cv2.INTER_LANCZOS4 | cv2.WARP_INVERSE_MAP,
-                           borderMode=cv2.BORDER_REFLECT)
+    """``srgb`` (1, 3, H, W) resampled at ``(x + dx, y + dy)`` (:func:`focaldepth.align.translate`)."""
+    moved = translate(srgb[0].permute(1, 2, 0).numpy(), shift_px)
     return torch.from_numpy(np.clip(moved, 0.0, 1.0)).permute(2, 0, 1)[None]
 
 

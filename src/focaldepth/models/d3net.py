@@ -28,6 +28,7 @@ ICIP model; their multitask variant uses 3x3).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -211,9 +212,20 @@ class D3Net(ZooModel):
         dropout_p: float = 0.5,
         coc_decoder: bool = False,
         depth_range_m: Sequence[float] | None = (0.3, 10.0),
+        working_max_pixels: int | None = None,
     ):
         super().__init__()
         block_config = positive_ints("block_config", block_config, length=4)
+        # The pixel budget this network was trained at (its blur in pixels), stored in its
+        # weight file and used by StreamingPredictor unless the user sets --max-pixels.
+        # None: predict's default. A defocus network trained on full-resolution crops must
+        # not be fed frames shrunk 2x: its blur cue would shrink with them.
+        if working_max_pixels is not None and not (
+            isinstance(working_max_pixels, int) and working_max_pixels >= 1024
+        ):
+            raise UserError(f"working_max_pixels must be an integer >= 1024 or None, got "
+                            f"{working_max_pixels!r}")
+        self.working_max_pixels = working_max_pixels
         if not 0.0 < dropout_p < 1.0:
             raise UserError(f"dropout_p must be in (0, 1), got {dropout_p!r}")
         self.mc_dropout = bool(mc_dropout)
@@ -312,6 +324,53 @@ def blur_scale_channels(
     return scale.view(batch, slices, 1, 1, 1).expand(batch, slices, 1, height_px, width_px)
 
 
+#: Pre-smoothing (Gaussian sigma, px; 0 = none) of the scales at which
+#: :func:`relative_sharpness_channels` compares the two frames' gradient energy: the finest
+#: scale sees a blur difference of a pixel, the coarser ones larger differences.
+SHARPNESS_PRESMOOTH_PX = (0.0, 1.0, 2.0)
+SHARPNESS_WINDOW_PX = 3.0  # Gaussian sigma of the local average of the gradient energy
+SHARPNESS_EPS = 1e-4  # gradient energy floor (colours in [0, 1]): flat areas give ratio 0
+
+
+def _gaussian_blur(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    import kornia
+
+    if sigma_px <= 0:
+        return image
+    size = 2 * math.ceil(3.0 * sigma_px) + 1
+    return kornia.filters.gaussian_blur2d(image, (size, size), (sigma_px, sigma_px),
+                                          border_type="reflect")
+
+
+def relative_sharpness_channels(frames: torch.Tensor, f_number: torch.Tensor) -> torch.Tensor:
+    """``(B, K + 1, H, W)``: the classical two-aperture cue, computed at full resolution before
+    the network's stride-2 stem can discard it. For each pre-smoothing scale of
+    :data:`SHARPNESS_PRESMOOTH_PX`: log of the local gradient energy of the wider-aperture
+    frame over that of the narrower one (0 where both are equally sharp, i.e. in focus or
+    textureless; more negative the farther a surface is from the focus plane in dioptres, on
+    either side); plus the log texture energy of the sharper frame (where the ratio can be
+    trusted). Halved so the channels sit near [-2, 1]. Frames are ordered by f-number
+    per item, so the cue does not depend on the order they were given in."""
+    import kornia
+
+    gray = frames.mean(dim=2)  # (B, S, H, W)
+    # Each frame over its own mean brightness: two apertures are rarely exposed identically.
+    gray = gray / gray.mean(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    wide_first = (f_number[:, 0] < f_number[:, -1]).view(-1, 1, 1)
+    sharp = torch.where(wide_first, gray[:, -1], gray[:, 0]).unsqueeze(1)
+    wide = torch.where(wide_first, gray[:, 0], gray[:, -1]).unsqueeze(1)
+    channels = []
+    for sigma in SHARPNESS_PRESMOOTH_PX:
+        energies = []
+        for image in (wide, sharp):
+            gradient = kornia.filters.spatial_gradient(_gaussian_blur(image, sigma))
+            energy = gradient.square().sum(dim=2)
+            energies.append(_gaussian_blur(energy, SHARPNESS_WINDOW_PX) + SHARPNESS_EPS)
+        channels.append(0.5 * torch.log(energies[0] / energies[1]))
+    channels.append(0.5 * torch.log10(energies[1]) + 1.0)  # texture of the sharp frame, coarsest scale
+    return torch.cat(channels, dim=1)
+
+
 @register_model(
     "d3net_aperture_pair_test",
     growth_rate=8,
@@ -333,8 +392,14 @@ class D3NetAperturePair(D3Net):
     num_frames = 2
     frame_f_number_input = True
 
+    def __init__(self, *args, sharpness_cue: bool = False, **kwargs):
+        # Set before the body is built: encoder_in_channels() reads it.
+        self.sharpness_cue = bool(sharpness_cue)
+        super().__init__(*args, **kwargs)
+
     def encoder_in_channels(self) -> int:
-        return self.num_frames * (self.in_channels + 1)
+        cue = len(SHARPNESS_PRESMOOTH_PX) + 1 if self.sharpness_cue else 0
+        return self.num_frames * (self.in_channels + 1) + cue
 
     def forward(
         self,
@@ -348,6 +413,8 @@ class D3NetAperturePair(D3Net):
         height, width = frames.shape[-2:]
         blur = blur_scale_channels(f_number, camera.to(frames.dtype), height, width)
         image = torch.cat([frames, blur], dim=2).flatten(1, 2)
+        if self.sharpness_cue:
+            image = torch.cat([image, relative_sharpness_channels(frames, f_number)], dim=1)
         return self._decode(image, focus_distance_m)
 
     def predict_with_uncertainty(self, *args, **kwargs):  # noqa: D102 - single-image API only
@@ -359,6 +426,11 @@ class D3NetAperturePair(D3Net):
         conventions["f_number_input"] = (
             "(B, S) f-number of each frame, keyword f_number (focaldepth.models.base.run_model)"
         )
+        if self.sharpness_cue:
+            conventions["sharpness_cue"] = (
+                f"log local gradient energy wide / sharp at presmoothing {SHARPNESS_PRESMOOTH_PX} px, "
+                f"window {SHARPNESS_WINDOW_PX} px, + sharp-frame texture (relative_sharpness_channels)"
+            )
         conventions["blur_scale_channel"] = (
             f"focal_length_m^2 / (f_number * pixel_pitch_m) / {BLUR_SCALE_NORM_PX_PER_DPT} "
             "px per dioptre, one constant channel per frame"
