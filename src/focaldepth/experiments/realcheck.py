@@ -206,10 +206,12 @@ def match_exposure(candidate_linear: Tensor, target_linear: Tensor, fit_mask: Te
     r2 = radius2_map(*candidate_linear.shape[-2:])
     basis = torch.stack([torch.ones_like(r2), r2, r2**2])  # (3, H, W)
     mask = fit_mask.to(candidate_linear.dtype)
-    features = candidate_linear[:, :, None] * basis  # (N, C, 3, H, W)
-    weighted = features * mask
-    gram = torch.einsum("ncihw,ncjhw->ncij", weighted, features).double()
-    rhs = torch.einsum("ncihw,chw->nci", weighted, target_linear[0]).double()
+    # Sums over all pixels in float64: float32 accumulation leaves ~1e-4 errors that depend
+    # on the reduction order (thread count, BLAS path).
+    features = candidate_linear.double()[:, :, None] * basis.double()  # (N, C, 3, H, W)
+    weighted = features * mask.double()
+    gram = torch.einsum("ncihw,ncjhw->ncij", weighted, features)
+    rhs = torch.einsum("ncihw,chw->nci", weighted, target_linear[0].double())
     # A tiny ridge keeps the 3x3 systems solvable on a nearly flat candidate.
     ridge = 1e-9 * gram.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None] * torch.eye(3, dtype=gram.dtype)
     coefficients = torch.linalg.solve(gram + ridge, rhs[..., None])[..., 0].to(candidate_linear.dtype)
