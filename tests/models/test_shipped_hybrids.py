@@ -1,4 +1,4 @@
-"""The shipped physics hybrids (v4, v5, v6): they load, carry a model card, fall back to their vote
+"""The shipped physics hybrids (v4, v5, v6, v7): they load, carry a model card, fall back to their vote
 without a lens, and answer beyond the sweep on a plane the vote cannot reach."""
 import pytest
 import torch
@@ -9,7 +9,8 @@ from focaldepth.predict import load_model, shipped_weights_path
 from focaldepth.render import render_focal_stack
 
 
-@pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5", "sweepnet_default_v6"])
+@pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5", "sweepnet_default_v6",
+                                  "sweepnet_default_v7"])
 def test_shipped_hybrid_has_a_card_and_a_vote(name):
     extra = read_checkpoint(str(shipped_weights_path(name)))["extra"]
     card = extra["model_card"]
@@ -27,7 +28,7 @@ def test_v5_vote_differs_from_v4_and_fusion_is_the_same():
     assert any(not torch.equal(v4_state[k], v5_state[k]) for k in v4_state if k.startswith("net."))
 
 
-@pytest.mark.parametrize("name", ["sweepnet_default_v5", "sweepnet_default_v6"])
+@pytest.mark.parametrize("name", ["sweepnet_default_v5", "sweepnet_default_v6", "sweepnet_default_v7"])
 def test_hybrid_answers_beyond_the_farthest_focus(name):
     torch.manual_seed(0)
     texture = torch.rand(1, 3, 96, 96)
@@ -69,3 +70,17 @@ def test_temporal_v6_observes_with_v6_and_keeps_the_shipped_cell():
     assert all(torch.equal(a, b) for a, b in zip(temporal.cell.state_dict().values(), shipped.cell.state_dict().values()))
     card = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v6")))["extra"]["model_card"]
     assert card["licence_of_data"] and card["cpu_hours"] and card["validation"]
+
+
+def test_v7_is_v6_with_the_plane_sweep_at_half_resolution_and_is_the_default():
+    v7, v6, default = (load_model(n) for n in ("sweepnet_default_v7", "sweepnet_default_v6", "sweepnet_default"))
+    assert v7.physics_scale == 0.5 and v6.physics_scale == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(v7.state_dict().values(), v6.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), v7.state_dict().values()))
+    assert default.physics_scale == 0.5
+    temporal = load_model("sweepnet_temporal_v7")
+    assert temporal.observer.physics_scale == 0.5
+    assert all(torch.equal(a, b) for a, b in zip(temporal.state_dict().values(),
+                                                 load_model("sweepnet_temporal_v6").state_dict().values()))
+    card = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v7")))["extra"]["model_card"]
+    assert card["name"] == "sweepnet_temporal_v7" and card["licence_of_data"] and card["cpu_hours"]

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 def predict(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Folder of frames + meta.json, a video + NAME.json, or NAME:PATH[#ITEM] of a published dataset (docs/datasets.md).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
-    model: Annotated[str, typer.Option(help="Shipped model name or a model/checkpoint file (default: the temporal model over v6; sweepnet_default = v6 per window; sweepnet_temporal = the faster one over v3).")] = "sweepnet_temporal_v6",
+    model: Annotated[str, typer.Option(help="Shipped model name or a model/checkpoint file (default: the temporal model over v7; sweepnet_default = v7 per window; sweepnet_temporal_v6 = over v6, plane sweep at full resolution).")] = "sweepnet_temporal_v7",
     method: Annotated[Method, typer.Option(help="learned (a model) or classical (focus measure + argmax).")] = Method.learned,
     meta: Annotated[Optional[Path], typer.Option(help="Metadata JSON, if not beside the input.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
