@@ -43,12 +43,14 @@ def _project(root: Path, rows: list[tuple[str, float, float]]) -> None:
 def test_roles_come_from_the_labels():
     assert headline.role_of("SweepNet default") == ("default", 0)
     assert headline.role_of("sweepnet_default") == ("default", 0)
-    assert headline.role_of("SweepNet v3") == ("previous", 3)
+    assert headline.role_of("SweepNet v3") == ("anchor", 3)
+    assert headline.role_of("SweepNet v6") == ("previous", 6)
     assert headline.role_of("sweepnet_default_v12") == ("previous", 12)
     assert headline.role_of("Classical DFF") == ("classical", 0)
     assert headline.role_of("PoolNet") is None
     assert headline.pick_roles(["SweepNet default", "SweepNet v2", "SweepNet v3", "Classical DFF"]) == {
-        "default": "SweepNet default", "previous": "SweepNet v3", "classical": "Classical DFF"}
+        "default": "SweepNet default", "previous": "SweepNet v2", "anchor": "SweepNet v3",
+        "classical": "Classical DFF"}
 
 
 def test_a_new_default_updates_the_table(tmp_path):

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "train / 29 test scenes) and a full, ImageNet-initialised D3-Net first trained on a "
         "synthetically defocused indoor set (the paper's abstract and introduction), against "
         "14 scenes of the 81-scene shared copy here and a narrow, randomly initialised network "
-        "trained on a 45-minute CPU budget.",
+        "trained for about 10 minutes of one CPU thread per model (docs/dfd_real.md).",
         "",
         "Predict time per scene (s, mean, one thread): " + ", ".join(
             f"{name} {seconds[name] / len(test):.2f}" for name in args.methods) + ".",

@@ -8,8 +8,8 @@ Sources (nothing here is typed by hand, and nothing is re-run):
 
 - synthetic, path-traced (Blender Cycles) and dynamic (video) test sets: the rows of
   ``configs/tables_default.yaml`` (each row's ``metrics.json``, the group the table reports);
-- real photographs with measured depth: ``results/rgbd_presets_v6/metrics.json`` (Middlebury
-  *Motorcycle*, mean over the camera presets) and ``results/rgbd_dfd_v6/metrics.json`` (DFD indoor,
+- real photographs with measured depth: ``results/rgbd_presets_v7/metrics.json`` (Middlebury
+  *Motorcycle*, mean over the camera presets) and ``results/rgbd_dfd_v7/metrics.json`` (DFD indoor,
   the mean over its configurations).
 
 Which row is which model is read from the files' own labels: the one named ``default`` (without
@@ -35,11 +35,14 @@ from focaldepth.experiments import current_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "configs/tables_default.yaml"
-PRESETS = "results/rgbd_presets_v6/metrics.json"  # since session 4 (v6 the default); before: results/rgbd_presets
-DFD = "results/rgbd_dfd_v6/metrics.json"  # since session 4; before: results/rgbd_dfd
+PRESETS = "results/rgbd_presets_v7/metrics.json"  # since session 6 (v7 the default); before: results/rgbd_presets_v6
+DFD = "results/rgbd_dfd_v7/metrics.json"  # since session 6; before: results/rgbd_dfd_v6
 OUT = "results/headline.md"
 
-ROLES = ("default", "previous", "classical")
+#: "anchor" = v3, the default of sessions 1-3, which issue 10 keeps in every table beside
+#: the previous default (the highest other version).
+ANCHOR_VERSION = 3
+ROLES = ("default", "previous", "anchor", "classical")
 METRICS = (("absrel", "AbsRel", min), ("delta1", "δ<1.25", max))
 SYNTHETIC_COMMAND = (
     "for name in cpu_test cpu_test_v2 cpu_test_blender cpu_test_blender_v2; do "
@@ -61,7 +64,8 @@ def role_of(name: str) -> tuple[str, int] | None:
         return "classical", 0
     version = re.search(r"(?:^|[\s_])v(\d+)\b", low)
     if version:
-        return "previous", int(version.group(1))
+        number = int(version.group(1))
+        return ("anchor" if number == ANCHOR_VERSION else "previous"), number
     if re.search(r"(?:^|[\s_])default$", low) or re.search(r"\bdefault\b", low):
         return "default", 0
     return None
@@ -174,6 +178,7 @@ def render(rows: Sequence[Mapping[str, Any]], commands: Mapping[str, str]) -> st
     tag = tags.most_common(1)[0][0] if tags else None
     header_name = {"default": spec_names["default"] or "default",
                    "previous": spec_names["previous"] or (f"previous default ({tag})" if tag else "previous"),
+                   "anchor": spec_names["anchor"] or f"v{ANCHOR_VERSION}",
                    "classical": spec_names["classical"] or "classical"}
     present = [role for role in ROLES if names[role]]
     head = ["kind", "data"] + [f"{label} {header_name[role]}" for _, label, _ in METRICS for role in present] + ["cmd"]

@@ -37,12 +37,20 @@ LICENCE = ("research use only: DFD indoor (Carvalho et al., 3DRW ECCV Workshops 
            "research terms (cite the paper). Code: the project's Apache-2.0.")
 
 
-def card(name: str, mode: str, what: str, runs: Path) -> tuple[dict, Path, dict]:
+#: Stage-1 data of the runs with ``--suffix rgbd`` (configs/train/dfd_real_*rgbd_pretrain.yaml).
+RGBD_STAGE1 = ("data/dfd_pretrain (tools/render_dfd_pretrain.py: f/8 and f/2.8 rendered with the DFD "
+               "rig from 7-Scenes redkitchen training frames 0-799 (every 5th) and the Middlebury 2014 "
+               "training scenes, 188 pairs; Microsoft 7-Scenes terms: non-commercial research use; "
+               "Middlebury: free with citation) beside data/dfd_synth (f/2.8 rendered from the f/8 photo + "
+               "Xtion depth of the DFD train scenes), 1,200 steps")
+
+
+def card(name: str, mode: str, what: str, runs: Path, suffix: str = "") -> tuple[dict, Path, dict]:
     import yaml
 
     from focaldepth import models
 
-    stages = {"pretrain": runs / f"dfd_real_{mode}_pretrain", "finetune": runs / f"dfd_real_{mode}"}
+    stages = {"pretrain": runs / f"dfd_real_{mode}{suffix}_pretrain", "finetune": runs / f"dfd_real_{mode}{suffix}"}
     summaries = {k: json.loads((v / "summary.json").read_text()) for k, v in stages.items()}
     configs = {k: yaml.safe_load((v / "config.yaml").read_text()) for k, v in stages.items()}
     best = stages["finetune"] / "checkpoints" / "best.pt"
@@ -56,6 +64,8 @@ def card(name: str, mode: str, what: str, runs: Path) -> tuple[dict, Path, dict]
                    "the f/8 photos of the DFD train scenes (the synthetic stage of the f/2.8 "
                    "models renders only f/2.8; f/8 frames are the photos themselves, so this "
                    "stage sees the same inputs as stage 2: same budget, same schedule)")
+    if suffix == "rgbd":
+        data_stage1 = RGBD_STAGE1
     return {
         "name": name,
         "what": what,
@@ -83,7 +93,7 @@ def card(name: str, mode: str, what: str, runs: Path) -> tuple[dict, Path, dict]
         "cpu_hours": round(sum(seconds.values()) / 3600.0, 3),
         "wall_time_s": seconds,
         "cpu_hours_note": "single-thread wall clock on the project's shared 2-core machine "
-                          "(three other training jobs running), from the runs' summary.json",
+                          "(other training and evaluation jobs sharing it), from the runs' summary.json",
         "licence": LICENCE,
         "results": "results/dfd_real/table.md (tools/dfd_real_table.py)",
     }, best, configs
@@ -95,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "dfd_real")
     parser.add_argument("--names", nargs="+", default=list(SHIPPED))
+    parser.add_argument("--suffix", default="", help="run-name suffix: rgbd = the larger pre-training (session 6)")
     args = parser.parse_args(argv)
     for name in args.names:
         mode, what = SHIPPED[name]
-        model_card, best, configs = card(name, mode, what, args.runs)
+        model_card, best, configs = card(name, mode, what, args.runs, args.suffix)
         model = models.load(best)
         path = models.save(model, WEIGHTS / f"{name}.pt", model_card=model_card, config=configs)
         print(f"{path.relative_to(ROOT)}: {path.stat().st_size / 1e6:.2f} MB, "
