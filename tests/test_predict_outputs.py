@@ -164,3 +164,41 @@ def test_guided_upsampling_in_the_predictor_matches_input_size():
         result = predictor.push(frame, f)
     assert result.depth_m.shape == (64, 96) and np.isfinite(result.depth_m).all()
     assert 0.45 - 1e-3 <= result.depth_m.min() and result.depth_m.max() <= 2.2 + 1e-3
+
+
+def test_output_stage_writes_in_order_and_hands_errors_back():
+    """The writer thread of predict: every frame written, in order; a failing write surfaces
+    in the caller's thread (at a later put or at finish), without a deadlock."""
+    import threading
+
+    from focaldepth.predict import OutputStage
+
+    seen = []
+    stage = OutputStage(lambda index, *rest: seen.append(index))
+    for index in range(10):
+        stage.put(index, None, None, None)
+    assert stage.finish() >= 0.0 and seen == list(range(10))
+
+    def failing(index, *rest):
+        if index == 2:
+            raise OSError("disk full")
+
+    stage = OutputStage(failing)
+    done = threading.Event()
+
+    def feed():
+        try:
+            for index in range(50):
+                stage.put(index, None, None, None)
+        except OSError:
+            pass
+        finally:
+            try:
+                stage.finish()
+            except OSError:
+                done.set()
+
+    worker = threading.Thread(target=feed, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert done.is_set() and not worker.is_alive()

@@ -15,6 +15,7 @@ budget, and the inverse depth is upsampled back to the input resolution.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -570,7 +571,6 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     ``aif``: all-in-focus images (``aif/NNNNNN.png``, or inside the one-file format);
     ``threads``: torch and OpenCV threads (default :data:`DEFAULT_THREADS`); ``max_slices``:
     frames of a long window read per estimate (:func:`select_slices`)."""
-    import time
     from pathlib import Path
 
     from tqdm import tqdm
@@ -579,7 +579,6 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     from focaldepth.io import load_sequence
     from focaldepth.io.atomic import atomic_dir, atomic_write_json
     from focaldepth.io.depth import write_depth
-    from focaldepth.io.frames import write_video
 
     for fmt in extra_formats:
         if fmt not in OUTPUT_FORMATS:
@@ -617,9 +616,33 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
             (tmp / sub).mkdir()
         writers = [ClipWriter(tmp, fmt, len(sequence), predictor.out_hw, aif) for fmt in clip_formats]
 
-        def frames_out():
-            frames = iter(tqdm(sequence.iter_frames(), total=len(sequence), unit="frame", disable=not progress,
-                               desc="predict"))
+        def write_outputs(index: int, frame: np.ndarray, depth: np.ndarray, result: FramePrediction) -> np.ndarray | None:
+            """Every output of one frame; returns its video panel (None without video)."""
+            begin = time.perf_counter()
+            depth_stats.update(depth)
+            for sub, array in zip(per_frame, (depth, result.confidence)):
+                np.save(tmp / sub / f"{index:06d}.npy", array)
+            for writer in writers:
+                writer.add(depth, result.confidence, result.all_in_focus)
+            if aif_folder and result.all_in_focus is not None:
+                write_png8(tmp / "aif" / f"{index:06d}.png", result.all_in_focus)
+            if predictor.metric:
+                for fmt in image_formats:
+                    write_depth(tmp / fmt / f"{index:06d}.{'png' if fmt == 'png16' else 'exr'}", depth)
+            written = time.perf_counter()
+            panel = video_panel(frame, depth, near_m, far_m, predictor.metric, video_height_px) if video else None
+            split_s["write"] += written - begin
+            split_s["video_panel"] += time.perf_counter() - written
+            return panel
+
+        # Writing and encoding run on a second thread, overlapped with decoding and predicting
+        # (the predictor uses one core by default: the other one was idle while 1080p maps
+        # were written and the video encoded). A bounded queue keeps memory constant.
+        outputs = OutputStage(write_outputs, video_path=tmp / "depth.mp4" if video else None,
+                              fps=clip_fps(sequence.timestamps_s) if video else None)
+        frames = iter(tqdm(sequence.iter_frames(), total=len(sequence), unit="frame", disable=not progress,
+                           desc="predict"))
+        try:
             for index, focus in enumerate(sequence.focus_distance_m):
                 start = time.perf_counter()
                 frame = next(frames, None)
@@ -629,36 +652,19 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                 result = predictor.push(frame, focus, f_number=sequence.f_number[index])
                 predicted = time.perf_counter()
                 latencies_s.append(predicted - decoded)
+                split_s["decode"] += decoded - start
+                split_s["predict"] += predicted - decoded
                 depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
-                depth_stats.update(depth)
-                for sub, array in zip(per_frame, (depth, result.confidence)):
-                    np.save(tmp / sub / f"{index:06d}.npy", array)
-                for writer in writers:
-                    writer.add(depth, result.confidence, result.all_in_focus)
-                if aif_folder and result.all_in_focus is not None:
-                    write_png8(tmp / "aif" / f"{index:06d}.png", result.all_in_focus)
-                if predictor.metric:
-                    for fmt in image_formats:
-                        write_depth(tmp / fmt / f"{index:06d}.{'png' if fmt == 'png16' else 'exr'}", depth)
-                written = time.perf_counter()
-                panel = video_panel(frame, depth, near_m, far_m, predictor.metric, video_height_px) if video else None
-                for key, begin, end in (("decode", start, decoded), ("predict", decoded, predicted),
-                                        ("write", predicted, written), ("video_panel", written, time.perf_counter())):
-                    split_s[key] += end - begin
-                yield panel
-
-        if video:
-            fps = clip_fps(sequence.timestamps_s)
-            write_video(tmp / "depth.mp4", frames_out(), fps=fps)
-        else:
-            for _ in frames_out():
-                pass
+                outputs.put(index, frame, depth, result)
+        finally:
+            waited_s = outputs.finish()
         close_start = time.perf_counter()
         for writer in writers:
             writer.close()
         split_s["write"] += time.perf_counter() - close_start
         wall_s = time.perf_counter() - command_start
-        split_s["video_encode"] = max(0.0, wall_s - sum(split_s.values())) if video else 0.0
+        split_s["video_encode"] = outputs.encode_s if video else 0.0
+        split_s["output_wait"] = waited_s
         summary = run_summary(sequence, depth_model, predictor, model, latencies_s, depth_stats,
                               (near_m, far_m), input_path)
         summary.update(handheld)
@@ -666,6 +672,77 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                                        split_s, wall_s, len(latencies_s)))
         atomic_write_json(tmp / "summary.json", summary)
     return summary
+
+
+class OutputStage:
+    """A second thread that writes each frame's outputs (``write(index, frame, depth, result)``
+    returns the video panel) and encodes the side-by-side video, fed through a bounded queue.
+    ``put`` blocks when the writer is behind (constant memory) and re-raises its error;
+    ``finish`` waits for it, re-raises its error and returns the seconds the caller waited.
+    ``encode_s``: the encoder's own time (the writer thread's time outside ``write``)."""
+
+    QUEUE_FRAMES = 4
+    _END = object()
+
+    def __init__(self, write, *, video_path=None, fps: float | None = None):
+        import queue
+        import threading
+
+        self._write, self._video_path, self._fps = write, video_path, fps
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE_FRAMES)
+        self._error: BaseException | None = None
+        self._ended = False
+        self.encode_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="predict-outputs", daemon=True)
+        self._thread.start()
+
+    def _items(self, stats: dict):
+        while True:
+            begin = time.perf_counter()
+            item = self._queue.get()
+            stats["wait_s"] += time.perf_counter() - begin
+            if item is self._END:
+                self._ended = True
+                return
+            yield item
+
+    def _panels(self, stats: dict):
+        for item in self._items(stats):
+            begin = time.perf_counter()
+            panel = self._write(*item)
+            stats["write_s"] += time.perf_counter() - begin
+            yield panel
+
+    def _run(self) -> None:
+        from focaldepth.io.frames import write_video
+
+        stats = {"write_s": 0.0, "wait_s": 0.0}
+        try:
+            if self._video_path is None:
+                for item in self._items(stats):
+                    self._write(*item)
+                return
+            begin = time.perf_counter()
+            write_video(self._video_path, self._panels(stats), fps=self._fps)
+            self.encode_s = max(0.0, time.perf_counter() - begin - stats["write_s"] - stats["wait_s"])
+        except BaseException as error:  # noqa: BLE001 -- handed to the caller's thread
+            self._error = error
+            while not self._ended:  # drain, so that a blocked put() returns and sees the error
+                if self._queue.get() is self._END:
+                    self._ended = True
+
+    def put(self, *item) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def finish(self) -> float:
+        begin = time.perf_counter()
+        self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return time.perf_counter() - begin
 
 
 # Output formats of `predict --format`: per-frame images, or one file per clip.
