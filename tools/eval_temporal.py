@@ -49,18 +49,18 @@ from focaldepth.metrics import (  # noqa: E402
     temporal_alignment_error,
     temporal_stability,
 )
-from focaldepth.predict import StreamingPredictor, load_model, ramp_length  # noqa: E402
+from focaldepth.predict import MAX_SLICES, StreamingPredictor, load_model, ramp_length  # noqa: E402
 
 
 def _t(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, np.float32))[None, None]
 
 
-def score_sequence(model, clip: dict) -> dict:
+def score_sequence(model, clip: dict, max_slices: int | None = MAX_SLICES) -> dict:
     frames, gt = clip["frames"], clip["depth_m"]
     focus = [float(f) for f in clip["focus_distance_m"]]
     height, width = frames.shape[1:3]
-    predictor = StreamingPredictor(model, clip["camera"], focus, height, width)
+    predictor = StreamingPredictor(model, clip["camera"], focus, height, width, max_slices=max_slices)
     preds, latencies = [], []
     for frame, focus_m in zip(frames, focus):
         start = time.perf_counter()
@@ -142,6 +142,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sweep-noise", type=float, default=2.0 / 255.0,
                         help="Gaussian noise std added to each replayed static sweep (fresh sensor noise)")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--max-slices", type=int, default=MAX_SLICES,
+                        help="at most this many frames per estimate (predict's --max-slices)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -152,8 +154,9 @@ def main(argv=None) -> None:
     for record in records:
         clip = read_clip(Path(args.data) / record["file"], static_sweeps=args.static_sweeps,
                          sweep_noise_std=args.sweep_noise)
-        rows.append(score_sequence(model, clip))
+        rows.append(score_sequence(model, clip, args.max_slices))
     result = {"model": args.model, "data": args.data, "static_sweeps": args.static_sweeps,
+              "max_slices": args.max_slices,
               "sweep_noise_std": args.sweep_noise,
               "command": "python tools/eval_temporal.py " + " ".join(argv or sys.argv[1:]),
               "seconds": time.perf_counter() - start, "summary": summarise(rows), "per_sequence": rows}
