@@ -28,8 +28,9 @@ def main() -> None:
             continue
         result = json.loads(source.read_text())
         reference = result["reference"]
+        model = f"Model `{result['model']}`. " if result.get("model") else ""
         text = table(module.table_rows(result)) + (
-            f"\nReference workload `{reference['workload']}` in the same run: {reference['seconds']:.3f} s "
+            f"\n{model}Reference workload `{reference['workload']}` in the same run: {reference['seconds']:.3f} s "
             f"(median; {result['platform']['cpu_count']} cores, {result['platform']['cpu']}, "
             f"load average {result['platform'].get('load_average_1_5_15min')}).\n")
         (ROOT / "benchmarks" / f"{name}.md").write_text(text)

@@ -26,7 +26,7 @@ from focaldepth.bench import _status_kib, peak_memory, platform_info
 from focaldepth.bench.reference import reference_workload
 from focaldepth.bench.render import FAR_M, NEAR_M, benchmark_camera, benchmark_scene
 from focaldepth.optics import Camera, repeated_ramps
-from focaldepth.predict import DEFAULT_MAX_PIXELS, StreamingPredictor, load_model
+from focaldepth.predict import DEFAULT_MAX_PIXELS, DEFAULT_PREDICT_MODEL, StreamingPredictor, load_model
 from focaldepth.render import render_focal_stack
 
 SIZES_HW: tuple[tuple[int, int], ...] = ((256, 256), (360, 640), (720, 1280))
@@ -122,7 +122,7 @@ def _command_case(model_name: str, height: int, width: int, window: int, num_fra
             "optical_flows_computed": summary["optical_flows_computed"], "threads": summary["threads"]}
 
 
-def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = "sweepnet_default",
+def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = DEFAULT_PREDICT_MODEL,
         num_frames: int = 60, reference_runs: int = 3,
         command_cases: Sequence[tuple[int, int, int, int, dict[str, Any]]] = COMMAND_CASES) -> dict[str, Any]:
     """Run the streaming-predict benchmark; JSON-ready dict with the reference beside it."""
@@ -138,7 +138,7 @@ def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = "sweepne
         case["frame_time_over_reference"] = case["latency_median_s"] / reference_s
     for case in commands:
         case["frame_time_over_reference"] = 1.0 / case["frames_per_s_end_to_end"] / reference_s
-    return {"benchmark": "predict", "description": __doc__.split("\n\n")[0].replace("\n", " "),
+    return {"benchmark": "predict", "model": model, "description": __doc__.split("\n\n")[0].replace("\n", " "),
             "platform": platform, "reference": {**before, "seconds": reference_s,
                                                 "runs_s": before["runs_s"] + after["runs_s"]},
             "results": cases, "command_results": commands}
