@@ -691,3 +691,13 @@ def test_null_camera_folder_keeps_its_focus_list(tmp_path):
     folder = frame_folder(tmp_path, 2, focal_length_mm=None)
     seq = load_sequence(folder)
     assert not seq.camera_known and seq.focus_distance_m == [1.0, 2.0] and seq.notes == []
+
+
+def test_write_pairs_round_trips_through_list_pairs(tmp_path):
+    from focaldepth.io.rgbd import list_pairs, write_pairs
+
+    rows = [{"f2.8": f"w{k}.png", "f8": f"s{k}.png", "depth_mm": f"d{k}.png"} for k in range(3)]
+    assert write_pairs(tmp_path, rows) == tmp_path / "pairs.csv"
+    pairs = list_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["s0", "s1", "s2"]
+    assert pairs[1].wide_path == tmp_path / "f2.8" / "w1.png" and not (tmp_path / ".pairs.csv.tmp").exists()

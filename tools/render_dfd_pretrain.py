@@ -20,7 +20,6 @@ validate the pre-training).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -85,7 +84,7 @@ def render_pair(rgb: np.ndarray, depth_m: np.ndarray, seed: int) -> tuple[np.nda
 def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
-    from focaldepth.io.rgbd import default_shared_root
+    from focaldepth.io.rgbd import default_shared_root, write_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=default_shared_root())
@@ -112,11 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             os.replace(tmp, args.out / sub / f"{stem}.png")
         if index % 20 == 0:
             print(f"{index:4d}/{len(items)} {stem} {time.perf_counter() - start:.0f} s", flush=True)
-    with (args.out / ".pairs.csv.tmp").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["f2.8", "f8", "depth_mm"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(args.out / ".pairs.csv.tmp", args.out / "pairs.csv")
+    write_pairs(args.out, rows)
     print(f"done: {len(rows)} pairs in {args.out}, {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -17,7 +17,6 @@ accident (``DFDCrops`` raises on the missing file).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from focaldepth.generate.rgbd import dfd_split
-    from focaldepth.io.rgbd import default_shared_root, list_pairs
+    from focaldepth.io.rgbd import default_shared_root, list_pairs, write_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=default_shared_root() / "data" / "dfd_indoor_train")
@@ -80,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         Image.fromarray(render_scene(pair, index)).save(tmp)
         os.replace(tmp, target)
         print(f"{index:3d} {dfd_split(index):5s} {name} {time.perf_counter() - start:.0f} s", flush=True)
-    with (args.out / ".pairs.csv.tmp").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["f2.8", "f8", "depth_mm"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(args.out / ".pairs.csv.tmp", args.out / "pairs.csv")
+    write_pairs(args.out, rows)
     print(f"done: {len(pairs)} scenes listed, splits {args.splits} rendered, "
           f"{time.perf_counter() - start:.0f} s")
     return 0

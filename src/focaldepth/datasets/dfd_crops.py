@@ -55,7 +55,7 @@ def working_size(height: int, width: int, max_pixels: int = WORKING_MAX_PIXELS) 
 def register_onto(moving_rgb8: np.ndarray, fixed_rgb8: np.ndarray) -> np.ndarray:
     """``moving`` shifted onto ``fixed`` by one global sub-pixel translation
     (:func:`focaldepth.align.translation_px`). The f/8 and f/2.8 photos of a DFD scene are up
-    to ~1 px apart: a shift of the size of the blur difference itself, which a two-aperture
+    to ~2 px apart: a shift of the size of the blur difference itself, which a two-aperture
     model would otherwise have to tell apart from defocus."""
     from focaldepth.align import translate, translation_px
 

@@ -71,6 +71,24 @@ def list_pairs(root: str | Path, *, error_prefix: str = "", allow_empty: bool = 
             for row in rows]
 
 
+PAIRS_COLUMNS = ("f2.8", "f8", "depth_mm")
+
+
+def write_pairs(root: str | Path, rows: list[dict[str, str]]) -> Path:
+    """Write ``root/pairs.csv`` (the table :func:`list_pairs` reads; one dict per scene with
+    the file names of :data:`PAIRS_COLUMNS`) atomically: a temporary file renamed into place."""
+    import os
+
+    table = Path(root) / "pairs.csv"
+    temporary = table.with_name(".pairs.csv.tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(PAIRS_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, table)
+    return table
+
+
 def read_dfd_depth_m(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A DFD depth PNG (uint16 millimetres, 0 = no measurement) as float32 metres with 0 where
     invalid, and the mask of valid pixels."""
