@@ -12,7 +12,8 @@ from pathlib import Path
 
 SETS = (("cpu_test_v2_10f", "synthetic v2, 10 frames"), ("cpu_test_5f", "synthetic v1, 5 frames"),
         ("cpu_test_blender_v2_8f", "Cycles v2, 8 frames"), ("cpu_test_blender_5f", "Cycles, 5 frames"))
-METHODS = (("sweepnet_default", "SweepNet default (v7)"), ("sweepnet_default_v6", "SweepNet v6"),
+METHODS = (("sweepnet_default", "SweepNet default (v8)"), ("sweepnet_default_v7", "SweepNet v7 (same depth)"),
+           ("sweepnet_default_v6", "SweepNet v6"),
            ("sweepnet_default_v3", "SweepNet v3"),
            ("sweepnet_default_v4", "SweepNet+physics (v4, opt-in)"),
            ("classical", "Classical DFF"))

@@ -10,7 +10,8 @@ again (the same frames each sweep, so any change between sweeps is the model's o
 
 Per sequence (frames with an estimate, i.e. from the second frame on):
 * ``absrel``, ``delta1``: :func:`focaldepth.metrics.depth_metrics` on every valid pixel, mean
-  over frames;
+  over frames; ``absrel_top50`` (AbsRel of each frame's most confident half) and
+  ``ause_absrel`` (:func:`focaldepth.metrics.per_image_sparsification`), mean over frames;
 * dynamic: ``temporal_err_rel`` = mean |(p_t - w(p_{t-1})) - (g_t - w(g_{t-1}))| / g_t along the
   ground-truth flow w (:func:`focaldepth.metrics.temporal_stability`, its ground-truth
   occlusion test), mean over consecutive pairs; ``temporal_change_pred_rel`` likewise;
@@ -46,6 +47,7 @@ from focaldepth.io.atomic import atomic_write_text  # noqa: E402
 from focaldepth.metrics import (  # noqa: E402
     depth_metrics,
     per_image_flicker,
+    per_image_sparsification,
     temporal_alignment_error,
     temporal_stability,
 )
@@ -61,12 +63,13 @@ def score_sequence(model, clip: dict, max_slices: int | None = MAX_SLICES) -> di
     focus = [float(f) for f in clip["focus_distance_m"]]
     height, width = frames.shape[1:3]
     predictor = StreamingPredictor(model, clip["camera"], focus, height, width, max_slices=max_slices)
-    preds, latencies = [], []
+    preds, confidences, latencies = [], [], []
     for frame, focus_m in zip(frames, focus):
         start = time.perf_counter()
         result = predictor.push(frame, focus_m)
         latencies.append(time.perf_counter() - start)
         preds.append(result.depth_m if result.frames_used >= 2 else None)
+        confidences.append(result.confidence if result.frames_used >= 2 else None)
     rows = {"index": clip["index"], "is_dynamic": clip["is_dynamic"], "frames": len(frames),
             "working_hw": [predictor.work_h, predictor.work_w],
             "latency_s": float(np.median(latencies[1:])),
@@ -76,6 +79,11 @@ def score_sequence(model, clip: dict, max_slices: int | None = MAX_SLICES) -> di
     accuracy = [depth_metrics(_t(preds[t]), _t(gt[t]), torch.from_numpy(valid[t])[None, None]) for t in scored]
     rows["absrel"] = float(np.nanmean([m["absrel"] for m in accuracy]))
     rows["delta1"] = float(np.nanmean([m["delta1"] for m in accuracy]))
+    # does the streamed confidence rank the streamed errors? (most confident half, AUSE)
+    ranking = [per_image_sparsification(_t(preds[t]), _t(gt[t]), torch.from_numpy(valid[t])[None, None],
+                                        _t(confidences[t])) for t in scored]
+    rows["absrel_top50"] = float(np.nanmean([float(r["absrel_top50"][0]) for r in ranking]))
+    rows["ause_absrel"] = float(np.nanmean([float(r["ause_absrel"][0]) for r in ranking]))
     pairs = [t for t in scored if t - 1 in scored]
     if clip["is_dynamic"]:
         stability = [temporal_stability(_t(preds[t]), _t(preds[t - 1]), _t(gt[t]), _t(gt[t - 1]),

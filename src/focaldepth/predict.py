@@ -493,7 +493,7 @@ DEFAULT_WEIGHTS = "sweepnet_default"
 #: (results/temporal.md, results/default_selection/v6_validation.txt). ``--model
 #: sweepnet_default`` gives the per-window model, ``--model sweepnet_temporal`` the faster
 #: temporal model over v3 (no physics; about 3x less time per frame, worse on real photos).
-DEFAULT_PREDICT_MODEL = "sweepnet_temporal_v7"
+DEFAULT_PREDICT_MODEL = "sweepnet_temporal_v8"
 
 
 def shipped_weights_path(name: str = DEFAULT_WEIGHTS):

@@ -1,5 +1,7 @@
-"""The shipped physics hybrids (v4, v5, v6, v7): they load, carry a model card, fall back to their vote
+"""The shipped physics hybrids (v4-v8): they load, carry a model card, fall back to their vote
 without a lens, and answer beyond the sweep on a plane the vote cannot reach."""
+import math
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from focaldepth.render import render_focal_stack
 
 
 @pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5", "sweepnet_default_v6",
-                                  "sweepnet_default_v7"])
+                                  "sweepnet_default_v7", "sweepnet_default_v8"])
 def test_shipped_hybrid_has_a_card_and_a_vote(name):
     extra = read_checkpoint(str(shipped_weights_path(name)))["extra"]
     card = extra["model_card"]
@@ -72,11 +74,10 @@ def test_temporal_v6_observes_with_v6_and_keeps_the_shipped_cell():
     assert card["licence_of_data"] and card["cpu_hours"] and card["validation"]
 
 
-def test_v7_is_v6_with_the_plane_sweep_at_half_resolution_and_is_the_default():
+def test_v7_is_v6_with_the_plane_sweep_at_half_resolution():
     v7, v6, default = (load_model(n) for n in ("sweepnet_default_v7", "sweepnet_default_v6", "sweepnet_default"))
     assert v7.physics_scale == 0.5 and v6.physics_scale == 1.0
     assert all(torch.equal(a, b) for a, b in zip(v7.state_dict().values(), v6.state_dict().values()))
-    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), v7.state_dict().values()))
     assert default.physics_scale == 0.5
     temporal = load_model("sweepnet_temporal_v7")
     assert temporal.observer.physics_scale == 0.5
@@ -84,3 +85,38 @@ def test_v7_is_v6_with_the_plane_sweep_at_half_resolution_and_is_the_default():
                                                  load_model("sweepnet_temporal_v6").state_dict().values()))
     card = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v7")))["extra"]["model_card"]
     assert card["name"] == "sweepnet_temporal_v7" and card["licence_of_data"] and card["cpu_hours"]
+
+
+def test_v8_is_v7_with_the_agreement_confidence_and_is_the_default():
+    """Same weights and depth as v7; only the output confidence differs (x agreement)."""
+    v7, v8, default = (load_model(n).eval() for n in ("sweepnet_default_v7", "sweepnet_default_v8",
+                                                       "sweepnet_default"))
+    assert v8.confidence_agreement and not v7.confidence_agreement
+    for model in (v8, default):
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), v7.state_dict().values()))
+    assert default.confidence_agreement
+    torch.manual_seed(0)
+    frames = torch.rand(1, 5, 3, 48, 64)
+    focus = torch.tensor([[0.5, 0.7, 1.0, 1.5, 2.5]])
+    camera = torch.tensor([[0.026, 1.8, 5.6e-6]])
+    for old_name, new_name in (("sweepnet_default_v7", "sweepnet_default_v8"),
+                               ("sweepnet_temporal_v7", "sweepnet_temporal_v8")):
+        old, new = load_model(old_name).eval(), load_model(new_name).eval()
+        with torch.no_grad():
+            a, b = old(frames, focus, camera), new(frames, focus, camera)
+        assert torch.equal(a["depth_m"], b["depth_m"]), new_name
+        assert (b["confidence"] <= a["confidence"] + 1e-6).all()
+        assert not torch.allclose(a["confidence"], b["confidence"])
+    card = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v8")))["extra"]["model_card"]
+    assert card["name"] == "sweepnet_temporal_v8" and card["licence_of_data"] and card["cpu_hours"]
+    assert card["observer"]["name"] == "sweepnet_default_v8"
+
+
+def test_agreement_is_one_where_the_parts_agree_and_falls_by_e_per_sweep_step():
+    from focaldepth.models.hybrid import agreement
+
+    focus_dpt = torch.tensor([[2.0, 1.5, 1.0, 0.5]])  # step 0.5 dioptres
+    vote = torch.full((1, 1, 1, 3), 1.0)
+    physics = torch.tensor([[[[1.0, 1.5, 0.0]]]])
+    expected = torch.tensor([1.0, math.exp(-1.0), math.exp(-2.0)])
+    assert torch.allclose(agreement(vote, physics, focus_dpt).flatten(), expected)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 def predict(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Folder of frames + meta.json, a video + NAME.json, or NAME:PATH[#ITEM] of a published dataset (docs/datasets.md).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")],
-    model: Annotated[str, typer.Option(help="Shipped model name or a model/checkpoint file (default: the temporal model over v7; sweepnet_default = v7 per window; sweepnet_temporal_v6 = over v6, plane sweep at full resolution).")] = "sweepnet_temporal_v7",
+    model: Annotated[str, typer.Option(help="Shipped model name or a model/checkpoint file (default: the temporal model over v8 = v7 with a confidence that ranks errors better; sweepnet_default = v8 per window; sweepnet_temporal_v7 = over v7).")] = "sweepnet_temporal_v8",
     method: Annotated[Method, typer.Option(help="learned (a model) or classical (focus measure + argmax).")] = Method.learned,
     meta: Annotated[Optional[Path], typer.Option(help="Metadata JSON, if not beside the input.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",

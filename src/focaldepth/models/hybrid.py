@@ -52,6 +52,17 @@ def beyond_sweep_fraction(physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
     return torch.maximum((far - physics_dpt) / step, (physics_dpt - near) / step).clamp(0, 1)
 
 
+def agreement(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
+    """``(B, 1, H, W)`` in (0, 1]: ``exp(-|vote - physics| / step)``, the two estimates'
+    disagreement in sweep steps (the sweep's dioptric span over its gaps). The scale is one
+    step: on validation it ranked errors better than two (results/default_selection/
+    confidence_candidates.txt)."""
+    near = focus_dpt.amax(dim=1)[:, None, None, None]
+    far = focus_dpt.amin(dim=1)[:, None, None, None]
+    step = (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
+    return torch.exp(-(vote_dpt - physics_dpt).abs() / step)
+
+
 def fuse(vote_dpt: Tensor, vote_confidence: Tensor, physics_dpt: Tensor, physics_confidence: Tensor,
          focus_dpt: Tensor, *, physics_weight: float, physics_power: float,
          inside_weight: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -160,6 +171,11 @@ class SweepNetPhysics(DepthModel):
         physics_scale: the plane sweep runs on frames resized by this factor (0.5: a quarter of
             the pixels, about 4x faster; the sweep dominates the model's cost) and its inverse
             depth and confidence are upsampled back; the vote always sees the full frames.
+        confidence_agreement: the output ``confidence`` is the fusion's times
+            :func:`agreement` of the vote and the plane sweep (v8: two independent estimates that
+            agree are more often right; chosen on validation, tools/confidence_candidates.py).
+            Depth never depends on it: smoothing and the temporal filter use the fusion's own
+            confidence, also returned as ``fusion_confidence``.
     """
 
     info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
@@ -168,8 +184,9 @@ class SweepNetPhysics(DepthModel):
     def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), num_hypotheses: int = 32,
                  physics_weight: float = 2.0, physics_power: float = 1.0, smooth: bool = True,
                  window: int = 7, learned_fusion: bool = False, physics_inside_weight: float = 1.0,
-                 physics_scale: float = 1.0):
+                 physics_scale: float = 1.0, confidence_agreement: bool = False):
         super().__init__()
+        self.confidence_agreement = confidence_agreement
         self.net = SweepNet(widths=widths)
         self.fusion = FusionHead() if learned_fusion else None
         self.num_hypotheses, self.window = num_hypotheses, window
@@ -214,5 +231,10 @@ class SweepNetPhysics(DepthModel):
         if self.smooth:
             fused = edge_aware_smooth(fused, aif, confidence)
         fused = torch.minimum(torch.maximum(fused, hypotheses[:, :1, None, None]), hypotheses[:, -1:, None, None])
-        return {"depth_m": 1.0 / fused, "confidence": confidence, "all_in_focus": aif,
-                "focus_weights": vote["focus_weights"]}
+        outputs = {"depth_m": 1.0 / fused, "confidence": confidence, "all_in_focus": aif,
+                   "focus_weights": vote["focus_weights"]}
+        if self.confidence_agreement:
+            outputs["agreement"] = agreement(vote_dpt, physics_dpt, focus_dpt)
+            outputs["fusion_confidence"] = confidence
+            outputs["confidence"] = confidence * outputs["agreement"]
+        return outputs

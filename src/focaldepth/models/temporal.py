@@ -324,8 +324,14 @@ class TemporalSweepNet(DepthModel):
         ``(outputs, new_state)``. ``frames`` is the motion-compensated window (as predict builds it)."""
         check_inputs(frames, focus_distance_m, camera)
         observed = self.observe(frames, focus_distance_m, camera)
-        outputs, new_state = self.fuse(state, observed["depth_m"], observed["confidence"], frames[:, -1],
+        # The cell was trained on the fusion's own confidence; an observer that outputs a
+        # re-ranked one (sweepnet_physics(confidence_agreement=True), v8) also returns the
+        # original, so the depth stays the same and only the reported confidence changes.
+        outputs, new_state = self.fuse(state, observed["depth_m"],
+                                       observed.get("fusion_confidence", observed["confidence"]), frames[:, -1],
                                        focus_distance_m, flow_to_previous_px, window_fill)
+        if "agreement" in observed:
+            outputs["confidence"] = outputs["confidence"] * observed["agreement"]
         outputs["observed_depth_m"] = observed["depth_m"]
         if "focus_weights" in observed:
             outputs["focus_weights"] = observed["focus_weights"]
