@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         f"AbsRel on {wins}/{len(test)} scenes." if wins is not None else "",
         "",
         "The paper's rows: its DFD table could not be read here (the stored copies of the paper "
-        "give its abstract and introduction only), so no number is quoted from memory. Its "
+        "give its abstract and introduction only, and the authors' code README, "
+        "marcelampc/d3net_depth_estimation, lists the split but no results), so no number is "
+        "quoted from memory. Its "
         "numbers would not be like for like anyway: the authors' own split of their release (110 "
         "train / 29 test scenes) and a full, ImageNet-initialised D3-Net first trained on a "
         "synthetically defocused indoor set (the paper's abstract and introduction), against "
