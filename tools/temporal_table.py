@@ -18,14 +18,16 @@ OUT = Path("results/temporal.md")
 #: sets in table order, and what they are for (DEVELOPERS.md: choose on validation only)
 SETS = (("cpu_val_v2", "validation (model selection)"), ("cpu_test_v2", "test (held out, reported)"))
 MODEL_ORDER = ("sweepnet_default_v3", "sweepnet_temporal", "sweepnet_default_v6", "sweepnet_temporal_v6",
-               "sweepnet_default_v7", "sweepnet_temporal_v7")
+               "sweepnet_default_v7", "sweepnet_temporal_v7", "sweepnet_temporal_v8")
 #: (per-window model, its temporal wrapper): the pairs the verdict compares
 PAIRS = (("sweepnet_default_v3", "sweepnet_temporal"), ("sweepnet_default_v6", "sweepnet_temporal_v6"),
          ("sweepnet_default_v3", "sweepnet_temporal_v6"), ("sweepnet_default_v7", "sweepnet_temporal_v7"),
          ("sweepnet_default_v3", "sweepnet_temporal_v7"))
-DYNAMIC = (("absrel", "AbsRel", "{:.3f}"), ("delta1", "δ<1.25", "{:.1%}"),
+#: confidence ranking of the streamed output (eval_temporal since session 9; "–" for older runs)
+CONFIDENCE = (("absrel_top50", "AbsRel most confident 50 %", "{:.3f}"),)
+DYNAMIC = (("absrel", "AbsRel", "{:.3f}"), *CONFIDENCE, ("delta1", "δ<1.25", "{:.1%}"),
            ("temporal_err_rel", "frame-to-frame error", "{:.3f}"), ("tae", "TAE", "{:.4f}"))
-STATIC = (("absrel", "AbsRel", "{:.3f}"), ("delta1", "δ<1.25", "{:.1%}"),
+STATIC = (("absrel", "AbsRel", "{:.3f}"), *CONFIDENCE, ("delta1", "δ<1.25", "{:.1%}"),
           ("flicker_rel", "frame-to-frame flicker", "{:.3f}"),
           ("sweep_change_rel", "sweep-to-sweep change", "{:.2%}"),
           ("sweep_within_1pct", "pixels within 1 %", "{:.1%}"))
