@@ -10,8 +10,8 @@ validation sets this was the best of the candidates in tools/confidence_candidat
 - DFD pairs[3::6]: 0.081 -> 0.073, AUSE 0.049 -> 0.038.
 
 No weights change and no depth changes: smoothing is off in v7, and SweepNet-T's filter reads
-the fusion's own confidence (``fusion_confidence``). ``tests/test_default_model.py`` checks that
-v8's depth equals v7's.
+the fusion's own confidence (``fusion_confidence``). ``tests/models/test_shipped_hybrids.py``
+checks that v8's depth equals v7's.
 
   python tools/build_default_v8.py --out src/focaldepth/weights/sweepnet_default_v8.pt \
       --temporal-out src/focaldepth/weights/sweepnet_temporal_v8.pt

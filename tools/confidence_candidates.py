@@ -26,13 +26,8 @@ sys.path.insert(0, "tools")
 from validation_sets import stacks  # noqa: E402
 
 from focaldepth.metrics import per_image_sparsification  # noqa: E402
-from focaldepth.models.hybrid import physics_at_scale  # noqa: E402
+from focaldepth.models.hybrid import agreement as parts_agreement, physics_at_scale  # noqa: E402
 from focaldepth.predict import load_model  # noqa: E402
-
-
-def sweep_step_dpt(focus_dpt: torch.Tensor) -> torch.Tensor:
-    near, far = focus_dpt.amax(dim=1), focus_dpt.amin(dim=1)
-    return ((near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1))[:, None, None, None]
 
 
 def candidates(model, frames, focus, camera) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -42,8 +37,7 @@ def candidates(model, frames, focus, camera) -> tuple[torch.Tensor, dict[str, to
     out = model.combine(frames, focus, camera, vote, physics)
     focus_dpt = 1.0 / focus
     vote_dpt, physics_dpt = 1.0 / vote["depth_m"], 1.0 / physics["depth_m"]
-    step = sweep_step_dpt(focus_dpt)
-    agreement = torch.exp(-(vote_dpt - physics_dpt).abs() / step)
+    agreement = parts_agreement(vote_dpt, physics_dpt, focus_dpt)
     maps = {
         "v7 (ships)": out["confidence"],
         "vote": vote["confidence"],
@@ -52,15 +46,15 @@ def candidates(model, frames, focus, camera) -> tuple[torch.Tensor, dict[str, to
         "v7 x agreement": out["confidence"] * agreement,
         "vote x agreement": vote["confidence"] * agreement,
         "sqrt(v7 x agreement)": (out["confidence"] * agreement).sqrt(),
-        "agreement (2 steps)": torch.exp(-(vote_dpt - physics_dpt).abs() / (2 * step)),
-        "agreement (fused vs vote)": torch.exp(-(1.0 / out["depth_m"] - vote_dpt).abs() / step),
+        "agreement (2 steps)": parts_agreement(vote_dpt, physics_dpt, focus_dpt, steps=2.0),
+        "agreement (fused vs vote)": parts_agreement(1.0 / out["depth_m"], vote_dpt, focus_dpt),
     }
     return out["depth_m"], maps
 
 
 def main(specs: list[str]) -> None:
     torch.set_num_threads(1)
-    model = load_model("sweepnet_default").eval()
+    model = load_model("sweepnet_default_v7").eval()  # its own confidence is the "v7" row
     for spec in specs:
         rows: dict[str, list] = {}
         count = 0

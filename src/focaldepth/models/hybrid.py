@@ -30,12 +30,18 @@ from focaldepth.models.registry import register_model
 from focaldepth.models.sweepnet import SweepNet
 
 
+def sweep_ends_and_step(focus_dpt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(B, 1, 1, 1)`` nearest and farthest focus (dioptres) and one sweep step, the span
+    over the gaps between ``S`` frames."""
+    near = focus_dpt.amax(dim=1)[:, None, None, None]
+    far = focus_dpt.amin(dim=1)[:, None, None, None]
+    return near, far, (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
+
+
 def end_of_sweep_weight(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
     """``(B, 1, H, W)`` in [0, 1]: how much the vote is still to be trusted, 0 where the physics
     says "beyond this end" and the vote is within one sweep step of that end."""
-    near = focus_dpt.amax(dim=1)[:, None, None, None]
-    far = focus_dpt.amin(dim=1)[:, None, None, None]
-    step = (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
+    near, far, step = sweep_ends_and_step(focus_dpt)
     at_far = ((far + step - vote_dpt) / step).clamp(0, 1)
     at_near = ((vote_dpt - (near - step)) / step).clamp(0, 1)
     beyond_far = physics_dpt < far
@@ -46,21 +52,17 @@ def end_of_sweep_weight(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor
 def beyond_sweep_fraction(physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
     """``(B, 1, H, W)`` in [0, 1]: 0 where the physics puts the pixel inside the swept range,
     rising to 1 one sweep step beyond either end (a ramp, so the fusion has no seam there)."""
-    near = focus_dpt.amax(dim=1)[:, None, None, None]
-    far = focus_dpt.amin(dim=1)[:, None, None, None]
-    step = (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
+    near, far, step = sweep_ends_and_step(focus_dpt)
     return torch.maximum((far - physics_dpt) / step, (physics_dpt - near) / step).clamp(0, 1)
 
 
-def agreement(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor) -> Tensor:
+def agreement(vote_dpt: Tensor, physics_dpt: Tensor, focus_dpt: Tensor, steps: float = 1.0) -> Tensor:
     """``(B, 1, H, W)`` in (0, 1]: ``exp(-|vote - physics| / step)``, the two estimates'
     disagreement in sweep steps (the sweep's dioptric span over its gaps). The scale is one
     step: on validation it ranked errors better than two (results/default_selection/
     confidence_candidates.txt)."""
-    near = focus_dpt.amax(dim=1)[:, None, None, None]
-    far = focus_dpt.amin(dim=1)[:, None, None, None]
-    step = (near - far).clamp_min(1e-6) / max(focus_dpt.shape[1] - 1, 1)
-    return torch.exp(-(vote_dpt - physics_dpt).abs() / step)
+    near, far, step = sweep_ends_and_step(focus_dpt)
+    return torch.exp(-(vote_dpt - physics_dpt).abs() / (steps * step))
 
 
 def fuse(vote_dpt: Tensor, vote_confidence: Tensor, physics_dpt: Tensor, physics_confidence: Tensor,
