@@ -282,8 +282,12 @@ def write_video(
     *,
     timestamps_s: Sequence[float] | None = None,
     crf: int = 18,
+    preset: str = "medium",
 ) -> tuple[int, int]:
     """Encode uint8 RGB frames as H.264/yuv420p (mp4/mov/mkv/avi by extension), atomically.
+
+    ``preset``: x264's speed preset (``medium`` for data; a preview can afford ``superfast``,
+    about 40 % of the CPU time for about 25 % more bytes at the same CRF).
 
     ``frames`` may be an array (S, H, W, 3) or any iterable (streamed, constant memory).
     Odd sizes are cropped to even (see :func:`even_crop`). ``timestamps_s`` sets each
@@ -318,6 +322,7 @@ def write_video(
             # repeatable, at ~14 % more bytes for the same CRF (measured on the demo clip).
             stream.options = {
                 "crf": str(int(crf)),
+                "preset": preset,
                 "x264-params": "mbtree=0",
                 **({"bf": "0"} if is_avi else {}),
             }

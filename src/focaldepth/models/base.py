@@ -126,3 +126,39 @@ def unit_from_depth(depth_m: torch.Tensor, focus_distance_m: torch.Tensor) -> to
     """Inverse of :func:`depth_from_unit` (not clamped)."""
     low, high = depth_range_dpt(focus_distance_m)
     return (1.0 / depth_m - low) / (high - low)
+
+
+class Beside:
+    """``fn(*args, **kwargs)`` run on a second Python thread while the caller goes on; read
+    the result with :meth:`result`. For two independent halves of one CPU forward pass (the
+    vote network and the plane sweep): torch releases the GIL inside its kernels, so with one
+    intra-op thread each they use two cores, and when a core is busy they merely share the
+    other (unlike intra-op threads, which stall at every op on a busy core; predict.py).
+
+    Runs inline (the result is computed at construction) unless the work is CPU inference
+    with one intra-op thread: with autograd on, the graph would span threads, and with more
+    intra-op threads the two halves would oversubscribe the cores. Grad and inference mode
+    are thread-local, so the worker repeats the caller's."""
+
+    _pool = None
+
+    def __init__(self, fn, *args, device: torch.device | str = "cpu", **kwargs):
+        self._future, self._value = None, None
+        concurrent = (torch.device(device).type == "cpu" and not torch.is_grad_enabled()
+                      and torch.get_num_threads() == 1)
+        if not concurrent:
+            self._value = fn(*args, **kwargs)
+            return
+        if Beside._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            Beside._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="focaldepth-beside")
+        inference = torch.is_inference_mode_enabled()
+
+        def call():
+            with torch.inference_mode(inference), torch.no_grad():
+                return fn(*args, **kwargs)
+
+        self._future = Beside._pool.submit(call)
+
+    def result(self):
+        return self._value if self._future is None else self._future.result()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
+from focaldepth.models.base import Beside, DepthModel, ModelInfo, check_inputs
 from focaldepth.models.registry import register_model
 from focaldepth.models.sweepnet import SweepNet
 
@@ -205,10 +205,12 @@ class SweepNetPhysics(DepthModel):
 
     def forward(self, frames: Tensor, focus_distance_m: Tensor, camera: Tensor) -> dict[str, Tensor]:
         check_inputs(frames, focus_distance_m, camera)
+        # The two halves are independent: at inference on a CPU the plane sweep runs on a
+        # second core while the vote runs (models.base.Beside; same result either way).
+        physics = Beside(physics_at_scale, frames, focus_distance_m, camera, self.physics_scale,
+                         num_hypotheses=self.num_hypotheses, window=self.window, device=frames.device)
         vote = self.net(frames, focus_distance_m, camera)
-        physics = physics_at_scale(frames, focus_distance_m, camera, self.physics_scale,
-                                   num_hypotheses=self.num_hypotheses, window=self.window)
-        return self.combine(frames, focus_distance_m, camera, vote, physics)
+        return self.combine(frames, focus_distance_m, camera, vote, physics.result())
 
     def combine(self, frames, focus_distance_m, camera, vote: dict, physics: dict) -> dict[str, Tensor]:
         """The fusion given both parts' outputs (``tools/tune_hybrid.py`` caches them)."""

@@ -48,9 +48,14 @@ def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seq
 
 
 class SliceMixer(nn.Module):
-    """A 1x1 conv over ``[own features, max over slices, mean over slices, slice code]``,
-    computed as a sum of three convs so the pooled terms are mixed once per stack rather
-    than once per slice (same function, S times less work and memory)."""
+    """A 1x1 conv over ``[own features, max over slices, mean over slices, slice code]``.
+
+    Computed without building that concatenation, since a 1x1 conv is linear in its input
+    channels: the pooled terms are mixed once per stack rather than once per slice (S times
+    less work), the slice code (constant over the image) becomes a per-slice bias, and an
+    input given in parts (an upsampled map and its skip connection) is mixed part by part.
+    Same parameters and the same function as the concatenated form; at 320x180 the vote is
+    about a fifth faster on a CPU without the copies."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -58,10 +63,23 @@ class SliceMixer(nn.Module):
         self.pooled_max = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.pooled_mean = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
-    def forward(self, features: torch.Tensor, num_slices: int, planes: torch.Tensor) -> torch.Tensor:
-        own = self.own(torch.cat([features, planes], dim=1))
-        stacked = features.unflatten(0, (-1, num_slices))
-        pooled = self.pooled_max(stacked.amax(dim=1)) + self.pooled_mean(stacked.mean(dim=1))
+    def forward(self, parts: list[torch.Tensor], num_slices: int, code: torch.Tensor, scale: float) -> torch.Tensor:
+        """``parts``: ``(B*S, C_i, H, W)`` maps whose channels, in order, make the input;
+        ``code``: ``(B, S, 3)`` slice codes of a map ``scale`` times smaller than the frames."""
+        own_weight = self.own.weight[:, :, 0, 0]
+        own, pooled, start = None, None, 0
+        for part in parts:
+            count = int(part.shape[1])
+            channels = slice(start, start + count)
+            start += count
+            term = F.conv2d(part, self.own.weight[:, channels])
+            stacked = part.unflatten(0, (-1, num_slices))
+            mixed = F.conv2d(stacked.amax(dim=1), self.pooled_max.weight[:, channels]) \
+                + F.conv2d(stacked.mean(dim=1), self.pooled_mean.weight[:, channels])
+            own = term if own is None else own + term
+            pooled = mixed if pooled is None else pooled + mixed
+        bias = code_for_scale(code, scale).reshape(-1, SLICE_CODE_CHANNELS) @ own_weight[:, start:].T + self.own.bias
+        own = own + bias[:, :, None, None]
         return (own.unflatten(0, (-1, num_slices)) + pooled.unsqueeze(1)).flatten(0, 1)
 
 
@@ -82,12 +100,11 @@ def slice_code(focus_distance_m: torch.Tensor, camera: torch.Tensor) -> torch.Te
                         torch.log2(sweep_blur_px + 1e-3).expand_as(position)], dim=2)
 
 
-def code_planes(code: torch.Tensor, height: int, width: int, scale: float) -> torch.Tensor:
-    """Broadcast ``(B, S, 3)`` slice codes to ``(B*S, 3, H, W)``; blur codes are shifted by
-    ``log2(scale)`` because a feature map ``scale`` times smaller sees that much less blur."""
+def code_for_scale(code: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(B, S, 3)`` slice codes for a feature map ``scale`` times smaller than the frames:
+    its blur codes are shifted by ``log2(scale)`` (it sees that much less blur)."""
     shift = torch.tensor([0.0, math.log2(scale), math.log2(scale)], device=code.device, dtype=code.dtype)
-    planes = (code - shift).reshape(-1, SLICE_CODE_CHANNELS, 1, 1)
-    return planes.expand(-1, -1, height, width)
+    return code - shift
 
 
 class FusionBlock(nn.Module):
@@ -100,9 +117,8 @@ class FusionBlock(nn.Module):
                                    conv_bn_relu(out_channels, out_channels))
 
     def forward(self, features, num_slices, code, scale):
-        planes = code_planes(code, features.shape[-2], features.shape[-1], scale)
-        mixed = self.mix(features, num_slices, planes)
-        return self.convs(F.relu(mixed))
+        parts = features if isinstance(features, list) else [features]
+        return self.convs(F.relu(self.mix(parts, num_slices, code, scale)))
 
 
 class UpBlock(nn.Module):
@@ -112,7 +128,7 @@ class UpBlock(nn.Module):
 
     def forward(self, features, skip, num_slices, code, scale):
         upsampled = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.fuse(torch.cat([upsampled, skip], dim=1), num_slices, code, scale)
+        return self.fuse([upsampled, skip], num_slices, code, scale)
 
 
 @register_model("sweepnet_test", widths=(4, 6, 8, 8))
@@ -161,7 +177,7 @@ class SweepNet(DepthModel):
         num_slices = frames.shape[1]
         # Each slice's difference from the stack mean is where focus cues live.
         relative = frames - frames.mean(dim=1, keepdim=True)
-        x = F.pixel_unshuffle(torch.cat([frames, relative], dim=2).flatten(0, 1), 2)
+        x = space_to_depth(torch.cat([frames, relative], dim=2).flatten(0, 1))
         s0 = self.stem(x)
         s1 = self.down1(s0, num_slices, code, 2.0)
         s2 = self.down2(s1, num_slices, code, 4.0)
@@ -207,6 +223,13 @@ class SweepNet(DepthModel):
         floor_dpt = FARTHEST_FRACTION * far_dpt
         sharpness = 8.0
         return floor_dpt + floor_dpt / sharpness * F.softplus(sharpness * (inverse_depth / floor_dpt - 1.0))
+
+
+def space_to_depth(image: torch.Tensor) -> torch.Tensor:
+    """``F.pixel_unshuffle(image, 2)`` as a view and one copy (the same values in the same
+    order; torch's CPU kernel took 2.5x as long at 5 x 6 x 192 x 320)."""
+    n, c, h, w = image.shape
+    return image.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, 4 * c, h // 2, w // 2)
 
 
 def pad_to_multiple(frames: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -1,0 +1,140 @@
+"""The speed rewrites compute the same functions as the plain forms they replace: the
+concatenation-free slice mixer, the space-to-depth stem, the shifted-sum box filter, the
+plane sweep's FFT sizes and the vote / plane sweep run side by side (session 10)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from focaldepth import models
+from focaldepth.classical import box_filter, window_mean
+from focaldepth.defocus_volume import defocus_volume_depth, fast_fft_length
+from focaldepth.models.base import Beside
+from focaldepth.models.sweepnet import SLICE_CODE_CHANNELS, SliceMixer, code_for_scale, space_to_depth
+
+
+def concatenated_mixer(mixer: SliceMixer, parts, num_slices, code, scale):
+    """The mixer as first written: one 1x1 conv over [features, code planes], plus the
+    pooled terms, on explicitly concatenated tensors."""
+    features = torch.cat(parts, dim=1)
+    height, width = features.shape[-2:]
+    planes = code_for_scale(code, scale).reshape(-1, SLICE_CODE_CHANNELS, 1, 1).expand(-1, -1, height, width)
+    own = mixer.own(torch.cat([features, planes], dim=1))
+    stacked = features.unflatten(0, (-1, num_slices))
+    pooled = mixer.pooled_max(stacked.amax(dim=1)) + mixer.pooled_mean(stacked.mean(dim=1))
+    return (own.unflatten(0, (-1, num_slices)) + pooled.unsqueeze(1)).flatten(0, 1)
+
+
+@pytest.mark.parametrize("split", [(6,), (4, 2)])
+def test_the_mixer_equals_its_concatenated_form(split):
+    torch.manual_seed(0)
+    batch, slices, height, width = 2, 3, 5, 7
+    mixer = SliceMixer(sum(split), 4)
+    parts = [torch.randn(batch * slices, c, height, width) for c in split]
+    code = torch.randn(batch, slices, SLICE_CODE_CHANNELS)
+    expected = concatenated_mixer(mixer, parts, slices, code, 4.0)
+    assert torch.allclose(mixer(parts, slices, code, 4.0), expected, atol=1e-5)
+
+
+def test_space_to_depth_is_pixel_unshuffle():
+    image = torch.randn(3, 6, 8, 10)
+    assert torch.equal(space_to_depth(image), F.pixel_unshuffle(image, 2))
+
+
+@pytest.mark.parametrize("window", [1, 3, 7])
+def test_the_box_filter_is_the_replicate_padded_mean(window):
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 9, 13)
+    radius = window // 2
+    expected = F.avg_pool2d(F.pad(image, (radius,) * 4, mode="replicate"), window, stride=1)
+    assert torch.allclose(window_mean(image, window), expected, atol=1e-6)
+    # any leading shape, and unequal sides
+    volume = torch.rand(4, 9, 13)
+    padded = F.pad(volume[:, None], (2, 2, 1, 1), mode="replicate")
+    assert torch.allclose(box_filter(volume, 3, 5), F.avg_pool2d(padded, (3, 5), stride=1)[:, 0], atol=1e-6)
+
+
+def test_fft_lengths_have_only_small_prime_factors():
+    assert [fast_fft_length(n) for n in (1, 7, 97, 124, 194, 200)] == [1, 8, 100, 125, 200, 200]
+    for n in range(1, 300):
+        m = fast_fft_length(n)
+        rest = m
+        for prime in (2, 3, 5):
+            while rest % prime == 0:
+                rest //= prime
+        assert rest == 1 and m >= n
+        assert all(fast_fft_length(k) != k for k in range(n, m))  # the smallest such
+
+
+def test_the_plane_sweep_still_finds_a_plane(make_inputs):
+    # A textured plane at 1.5 m under a sweep 1.0-3.0 m: the answer must not depend on the
+    # FFT grid's extra padding (which is only ever on the far side, outside the crop).
+    from focaldepth.optics import dioptric_ramp
+    from focaldepth.render import render_focal_stack
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 61, 77)
+    depth = torch.full((1, 1, 61, 77), 1.5)
+    focus = torch.tensor([list(dioptric_ramp(1.0, 3.0, 5))], dtype=torch.float32)
+    camera = torch.tensor([[0.05, 1.4, 23.6e-3 / 320]])
+    stack = render_focal_stack(image, depth, focus, camera)
+    out = defocus_volume_depth(stack, focus, camera, smooth=False)
+    centre = out["depth_m"][..., 10:-10, 10:-10]
+    assert (centre.median() - 1.5).abs() < 0.08
+
+
+def test_beside_runs_on_another_thread_only_for_single_thread_cpu_inference():
+    names = []
+
+    def work(x):
+        names.append(threading.current_thread().name)
+        return x * 2
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            assert Beside(work, torch.ones(2)).result().tolist() == [2.0, 2.0]
+        assert names[-1].startswith("focaldepth-beside")
+        assert Beside(work, torch.ones(2)).result().tolist() == [2.0, 2.0]  # autograd on: inline
+        assert names[-1] == threading.current_thread().name
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            Beside(work, torch.ones(2)).result()
+        assert names[-1] == threading.current_thread().name
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_beside_hands_errors_to_the_caller():
+    def broken():
+        raise ValueError("no")
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode(), pytest.raises(ValueError, match="no"):
+            Beside(broken).result()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_hybrid_gives_the_same_depth_side_by_side_and_inline(make_inputs):
+    model = models.create("sweepnet_physics_test").eval()
+    inputs = make_inputs(slices=4)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            beside = model(*inputs)
+        with torch.no_grad():
+            torch.set_num_threads(2)  # inline
+            inline = model(*inputs)
+    finally:
+        torch.set_num_threads(threads)
+    for key in ("depth_m", "confidence"):
+        assert torch.allclose(beside[key], inline[key], atol=1e-6)
