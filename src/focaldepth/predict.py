@@ -18,6 +18,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -60,6 +61,40 @@ class FramePrediction:
     confidence: np.ndarray
     frames_used: int
     all_in_focus: np.ndarray | None = None  # uint8 (H, W, 3) when asked for and available
+
+
+class PendingPrediction:
+    """A submitted frame's :class:`FramePrediction`, finished now or on the finishing thread."""
+
+    def __init__(self, value: Any = None, future: Any = None):
+        self._value, self._future = value, future
+
+    def result(self) -> Any:
+        return self._value if self._future is None else self._future.result()
+
+
+def pipelined(device: torch.device) -> bool:
+    """Whether :meth:`StreamingPredictor.submit` finishes frames on a second thread: CPU
+    inference on one torch thread (predict's default), where the second core is otherwise
+    idle while the vote runs; with more torch threads they would oversubscribe the cores."""
+    return torch.device(device).type == "cpu" and torch.get_num_threads() == 1
+
+
+_FINISHING_POOL = None
+
+
+def _finishing_pool():
+    """One worker for every predictor: finishing runs strictly in submission order."""
+    global _FINISHING_POOL
+    if _FINISHING_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _FINISHING_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="focaldepth-finish")
+    return _FINISHING_POOL
+
+
+def _in_inference_mode(finish: Callable[[], Any]) -> Any:
+    with torch.inference_mode():  # thread-local: the worker does not inherit the caller's
+        return finish()
 
 
 def ramp_length(focus_distance_m: list[float | None]) -> int | None:
@@ -244,6 +279,17 @@ class StreamingPredictor:
              f_number: float | None = None) -> FramePrediction:
         """Add the next frame (``f_number``: its own aperture when frames differ, e.g. an f/8,
         f/2.8 pair; None = the camera's); return depth and confidence for it."""
+        return self.submit(frame_rgb8, focus_distance_m, f_number).result()
+
+    def submit(self, frame_rgb8: np.ndarray, focus_distance_m: float | None,
+               f_number: float | None = None) -> PendingPrediction:
+        """:meth:`push` without waiting for the end: the window is aligned and observed (the
+        vote and the plane sweep) now, and the rest (a temporal model's filter, upsampling,
+        the all-in-focus image) is finished on a second thread, in order, while the caller
+        submits the next frame. ``.result()`` gives the :class:`FramePrediction`. So the
+        filter of frame t and the observation of frame t+1 use the two cores at once.
+        Finished inline (no thread) unless this is CPU inference on one torch thread
+        (:func:`pipelined`); the results are the same either way."""
         if frame_rgb8.shape[:2] != (self.height, self.width):
             raise UserError(f"frame is {frame_rgb8.shape[1]}x{frame_rgb8.shape[0]}, expected "
                             f"{self.width}x{self.height}")
@@ -275,11 +321,18 @@ class StreamingPredictor:
         self._current_full = frame_rgb8
         if self.want_aif and self.output_resolution == "input":
             self.full_frames.append(frame_rgb8)
-        return self._estimate()
+        return self._schedule(self._estimate())
 
     def reset_state(self) -> None:
-        """Forget a stateful model's state (e.g. at a known scene cut); the window is kept."""
-        self.state = None
+        """Forget a stateful model's state (e.g. at a known scene cut); the window is kept.
+        Takes effect after the frames already submitted."""
+        self._schedule(lambda: setattr(self, "state", None)).result()
+
+    def _schedule(self, finish: Callable[[], Any]) -> PendingPrediction:
+        """Run ``finish`` after every earlier one: on the finishing thread, or now."""
+        if not pipelined(self.device):
+            return PendingPrediction(value=_in_inference_mode(finish))
+        return PendingPrediction(future=_finishing_pool().submit(_in_inference_mode, finish))
 
     def _focus_value(self, focus_distance_m: float | None) -> float:
         return float(focus_distance_m) if self.metric else math.nan  # relative: see _window_focus
@@ -307,11 +360,15 @@ class StreamingPredictor:
                           else self.aligner.warp(rgb, displacement))
         return np.stack(frames)
 
-    def _aligned_full_window(self, indices: list[int] | None = None) -> np.ndarray:
-        """Full-resolution window aligned with the working-resolution displacements (scaled)."""
+    def _aligned_full_window(self, indices: list[int] | None = None, full_frames=None,
+                             displacements=None) -> np.ndarray:
+        """Full-resolution window aligned with the working-resolution displacements (scaled);
+        ``full_frames`` and ``displacements``: a snapshot of the buffers (default: now)."""
+        full_frames = list(self.full_frames) if full_frames is None else full_frames
+        displacements = list(self.displacements) if displacements is None else displacements
         frames = []
-        for index in range(len(self.full_frames)) if indices is None else indices:
-            full, displacement = self.full_frames[index], self.displacements[index]
+        for index in range(len(full_frames)) if indices is None else indices:
+            full, displacement = full_frames[index], displacements[index]
             if displacement is None or self.aligner is None:
                 frames.append(full)
                 continue
@@ -321,7 +378,8 @@ class StreamingPredictor:
             frames.append(self.aligner.warp(full, field))
         return np.stack(frames)
 
-    def _all_in_focus(self, outputs: dict, frames: torch.Tensor, indices: list[int]) -> np.ndarray | None:
+    def _all_in_focus(self, outputs: dict, frames: torch.Tensor, indices: list[int],
+                      snapshot: tuple | None = None) -> np.ndarray | None:
         """uint8 ``(H, W, 3)`` at the output resolution: the model's own ``all_in_focus`` (or the
         classical ``aif``) if it gives one, else the focus-weighted composite
         sum_s w_s * frame_s of the aligned window; None for a model with neither."""
@@ -331,7 +389,7 @@ class StreamingPredictor:
             return None
         if self.output_resolution == "input" and (self.work_h, self.work_w) != (self.height, self.width):
             if weights is not None:  # composite the full-resolution frames with upsampled weights
-                full = torch.from_numpy(self._aligned_full_window(indices)).permute(0, 3, 1, 2).float()
+                full = torch.from_numpy(self._aligned_full_window(indices, *(snapshot or ()))).permute(0, 3, 1, 2).float()
                 up = F.interpolate(weights[0].float().cpu()[:, None], size=(self.height, self.width),
                                    mode="bilinear", align_corners=False)
                 image = (up * full).sum(dim=0, keepdim=True) / up.sum(dim=0, keepdim=True).clamp_min(1e-6) / 255.0
@@ -343,7 +401,9 @@ class StreamingPredictor:
         rgb = image[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
         return np.ascontiguousarray(rgb)
 
-    def _estimate(self) -> FramePrediction:
+    def _estimate(self) -> Callable[[], FramePrediction]:
+        """The current window's estimate: the observation now, and a function that finishes
+        it (reads and writes the temporal state, so it must run in frame order)."""
         count = len(self.buffer)
         focus = self._window_focus()
         needed = self.required or 2
@@ -354,37 +414,59 @@ class StreamingPredictor:
         distinct_focus = len(set(keys)) >= min(needed, 2)
         usable = count >= needed and distinct_focus
         if not usable:
-            self.state = None  # nothing to carry across a frame without an estimate
-            return self._fallback(focus)
+            fallback = self._fallback(focus)
+
+            def finish_fallback() -> FramePrediction:
+                self.state = None  # nothing to carry across a frame without an estimate
+                return fallback
+            return finish_fallback
         indices = select_slices(focus, self.max_slices)
         frames = torch.from_numpy(self._aligned_window(indices)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
         focus_t = torch.tensor([[focus[i] for i in indices]], dtype=torch.float32, device=self.device)
         camera = camera_tensor([self.camera], device=self.device)
         fill = min(1.0, count / self.window)
+        # What finishing reads of the buffers, as they are now (the next frame changes them).
+        snapshot = (list(self.full_frames), list(self.displacements)) if self.want_aif else None
+        current_full = self._current_full
         with torch.inference_mode():
             if self.stateful:
                 flow = None if self.last_flow_px is None else \
                     torch.from_numpy(np.ascontiguousarray(self.last_flow_px)).permute(2, 0, 1)[None].to(self.device)
-                outputs, self.state = self.model.step(self.state, frames, focus_t, camera,
-                                                      flow_to_previous_px=flow, window_fill=fill)
-                self.scene_cuts += int(outputs["scene_cut"].sum())
-            else:
-                f_number = torch.tensor([[self._window_f_numbers()[i] for i in indices]],
-                                        dtype=torch.float32, device=self.device) \
-                    if self.frame_f_number else None
-                outputs = self._run_padded(frames, focus_t, camera, f_number)
+                observed = self.model.observe(frames, focus_t, camera) \
+                    if hasattr(self.model, "step_observed") else None
+
+                def finish() -> FramePrediction:
+                    if observed is None:
+                        outputs, self.state = self.model.step(self.state, frames, focus_t, camera,
+                                                              flow_to_previous_px=flow, window_fill=fill)
+                    else:
+                        outputs, self.state = self.model.step_observed(self.state, observed, frames[:, -1], focus_t,
+                                                                       flow_to_previous_px=flow, window_fill=fill)
+                    self.scene_cuts += int(outputs["scene_cut"].sum())
+                    return self._finish(outputs, frames, indices, count, fill, snapshot, current_full)
+                return finish
+            f_number = torch.tensor([[self._window_f_numbers()[i] for i in indices]],
+                                    dtype=torch.float32, device=self.device) \
+                if self.frame_f_number else None
+            outputs = self._run_padded(frames, focus_t, camera, f_number)
+        return lambda: self._finish(outputs, frames, indices, count, fill, snapshot, current_full)
+
+    def _finish(self, outputs: dict, frames: torch.Tensor, indices: list[int], count: int, fill: float,
+                snapshot: tuple | None, current_full: np.ndarray) -> FramePrediction:
+        """Depth and confidence at the output resolution (and the all-in-focus image) from the
+        model's outputs on the working grid."""
         inverse_depth = 1.0 / outputs["depth_m"].clamp_min(1e-6)
         confidence = outputs.get("confidence", torch.ones_like(inverse_depth))
         if not self.stateful:  # (a stateful model weighs partial windows itself: window_fill)
             # Fewer frames than a full window: keep the estimate, lower the trust.
             confidence = confidence * fill
-        aif = self._all_in_focus(outputs, frames, indices) if self.want_aif else None
+        aif = self._all_in_focus(outputs, frames, indices, snapshot) if self.want_aif else None
         if self.out_hw == (self.work_h, self.work_w):
             return FramePrediction(self._upsample(1.0 / inverse_depth), self._upsample(confidence), count, aif)
         if self.upsample == "guided":
             small_grey = frames[0, -1].mean(dim=0, keepdim=True)[None].cpu()
-            full_grey = torch.from_numpy(cv2.cvtColor(self._current_full, cv2.COLOR_RGB2GRAY))
+            full_grey = torch.from_numpy(cv2.cvtColor(current_full, cv2.COLOR_RGB2GRAY))
             full_grey = full_grey.float().div(255.0)[None, None]
             upsampled = guided_upsample(inverse_depth.float().cpu(), small_grey, full_grey)
         else:
@@ -645,6 +727,20 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                               fps=clip_fps(sequence.timestamps_s) if video else None)
         frames = iter(tqdm(sequence.iter_frames(), total=len(sequence), unit="frame", disable=not progress,
                            desc="predict"))
+        # One frame in flight: frame t is finished (filter, upsampling) on a second thread
+        # while frame t+1 is decoded and observed (StreamingPredictor.submit). A frame's
+        # latency is the caller's time in its submit plus the wait for its result.
+        pending = None
+
+        def emit(index: int, frame: np.ndarray, handle, submit_s: float) -> None:
+            begin = time.perf_counter()
+            result = handle.result()
+            waited = time.perf_counter() - begin
+            latencies_s.append(submit_s + waited)
+            split_s["predict"] += waited
+            depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
+            outputs.put(index, frame, depth, result)
+
         try:
             for index, focus in enumerate(sequence.focus_distance_m):
                 start = time.perf_counter()
@@ -652,13 +748,15 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                 if frame is None:
                     break
                 decoded = time.perf_counter()
-                result = predictor.push(frame, focus, f_number=sequence.f_number[index])
-                predicted = time.perf_counter()
-                latencies_s.append(predicted - decoded)
+                handle = predictor.submit(frame, focus, f_number=sequence.f_number[index])
+                submitted = time.perf_counter()
                 split_s["decode"] += decoded - start
-                split_s["predict"] += predicted - decoded
-                depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
-                outputs.put(index, frame, depth, result)
+                split_s["predict"] += submitted - decoded
+                if pending is not None:
+                    emit(*pending)
+                pending = (index, frame, handle, submitted - decoded)
+            if pending is not None:
+                emit(*pending)
         finally:
             waited_s = outputs.finish()
         close_start = time.perf_counter()

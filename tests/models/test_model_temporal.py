@@ -260,3 +260,42 @@ def test_the_cli_default_is_predicts_default():
     from focaldepth.predict import DEFAULT_PREDICT_MODEL
 
     assert inspect.signature(predict).parameters["model"].default == DEFAULT_PREDICT_MODEL
+
+
+def test_submitting_ahead_gives_the_same_stream_as_pushing():
+    """predict's pipelined path (frame t finished on a second thread while frame t+1 is
+    observed) against the plain one, frame for frame, across a reset and with the
+    all-in-focus image at the input resolution (which reads the buffers as they were)."""
+    from focaldepth.predict import StreamingPredictor, pipelined
+
+    assert pipelined(torch.device("cpu"))  # the suite runs one torch thread
+    camera = Camera(focal_length_mm=50.0, f_number=2.0, sensor_width_mm=36.0, image_width_px=64)
+    focus = [2.0, 1.5, 1.0, 0.7, 0.5] * 3
+    rng = np.random.default_rng(1)
+    texture = (rng.random((40, 64, 3)) * 255).astype(np.uint8)
+    clip = [np.roll(texture, 2 * t, axis=1) for t in range(len(focus))]
+
+    def stream(ahead: bool) -> list:
+        predictor = StreamingPredictor(_model(), camera, focus, 40, 64, max_pixels=600, all_in_focus=True)
+        results, pending = [], None
+        for t, (frame, focus_m) in enumerate(zip(clip, focus)):
+            if t == 8:
+                predictor.reset_state()
+            handle = predictor.submit(frame, focus_m) if ahead else None
+            if not ahead:
+                results.append(predictor.push(frame, focus_m))
+                continue
+            if pending is not None:
+                results.append(pending.result())
+            pending = handle
+        if pending is not None:
+            results.append(pending.result())
+        return results
+
+    plain, ahead = stream(False), stream(True)
+    assert len(plain) == len(ahead) == len(focus)
+    for a, b in zip(plain, ahead):
+        assert np.array_equal(a.depth_m, b.depth_m) and np.array_equal(a.confidence, b.confidence)
+        assert (a.all_in_focus is None) == (b.all_in_focus is None)
+        if a.all_in_focus is not None:
+            assert np.array_equal(a.all_in_focus, b.all_in_focus)

@@ -331,11 +331,21 @@ class TemporalSweepNet(DepthModel):
         ``(outputs, new_state)``. ``frames`` is the motion-compensated window (as predict builds it)."""
         check_inputs(frames, focus_distance_m, camera)
         observed = self.observe(frames, focus_distance_m, camera)
+        return self.step_observed(state, observed, frames[:, -1], focus_distance_m, flow_to_previous_px, window_fill)
+
+    def step_observed(self, state: dict[str, torch.Tensor] | None, observed: dict[str, torch.Tensor],
+                      image: torch.Tensor, focus_distance_m: torch.Tensor,
+                      flow_to_previous_px: torch.Tensor | None = None,
+                      window_fill: float = 1.0) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The second half of :meth:`step`: the filter, given the window's observation
+        (:meth:`observe`, which does not read the state) and its newest frame ``image``
+        ``(B, 3, H, W)``. Split so a streaming caller can observe the next window while this
+        one is filtered (predict.StreamingPredictor.submit)."""
         # The cell was trained on the fusion's own confidence; an observer that outputs a
         # re-ranked one (sweepnet_physics(confidence_agreement=True), v8) also returns the
         # original, so the depth stays the same and only the reported confidence changes.
         outputs, new_state = self.fuse(state, observed["depth_m"],
-                                       observed.get("fusion_confidence", observed["confidence"]), frames[:, -1],
+                                       observed.get("fusion_confidence", observed["confidence"]), image,
                                        focus_distance_m, flow_to_previous_px, window_fill)
         if "agreement" in observed:
             outputs["confidence"] = outputs["confidence"] * observed["agreement"]
