@@ -177,3 +177,18 @@ def test_evaluate_reports_tae_frame_error_and_flicker(tiny_repeated_sweeps, tmp_
     assert summary["by_motion"]["static"]["video_counts"]["num_sweep_pairs"] == 2 * len(static)
     markdown = (out / "metrics.md").read_text()
     assert "TAE (aligned)" in markdown and "Flicker on static scenes" in markdown
+
+
+def test_a_depth_cap_keeps_an_ill_conditioned_alignment_from_exploding_tae():
+    # A sweep that ends before the wall: the prediction puts the 10 m wall at about 2 m, a
+    # little differently in each frame; fitting disparity over the video then gives a
+    # negative shift, the wall's aligned disparity drops towards 0 (clamped: 1000 m) and TAE
+    # explodes. Clipping the aligned depth at the largest true depth (VDA's dataset cap) bounds it.
+    depths, flows = _moving_square(wall_m=10.0)
+    preds = []
+    for t, depth in enumerate(depths):
+        pred = torch.where(depth > 5.0, torch.full_like(depth, 2.0 + 0.3 * (t % 2)), depth)
+        preds.append(pred)
+    uncapped = M.temporal_alignment_error(preds, depths, flows)
+    capped = M.temporal_alignment_error(preds, depths, flows, max_depth_m=10.0)
+    assert uncapped > 5 * capped and capped < 0.2
