@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from focaldepth.cli import app
@@ -25,3 +26,8 @@ def test_predict_benchmark_reports_constant_memory_fields(tmp_path):
     case = result["results"][0]
     assert case["frames_per_s"] > 0 and case["window"] == 5
     assert case["rss_at_end_mib"] > 0 and case["frame_time_over_reference"] > 0
+    # every case is also divided by a reference run timed right after it (drifting VMs)
+    for row in [case, *result["command_results"]]:
+        assert row["adjacent_reference_s"] > 0
+        assert row["frame_time_over_adjacent_reference"] == pytest.approx(
+            (row.get("latency_median_s") or 1.0 / row["frames_per_s_end_to_end"]) / row["adjacent_reference_s"])
