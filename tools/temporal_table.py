@@ -16,7 +16,8 @@ from pathlib import Path
 RESULTS = Path("results/temporal")
 OUT = Path("results/temporal.md")
 #: sets in table order, and what they are for (DEVELOPERS.md: choose on validation only)
-SETS = (("cpu_val_v2", "validation (model selection)"), ("cpu_test_v2", "test (held out, reported)"))
+SETS = (("cpu_val_v2", "validation (model selection)"), ("cpu_test_v2", "test (held out, reported)"),
+        ("cpu_test", "test, 5-frame ramps (held out, reported)"))
 MODEL_ORDER = ("sweepnet_default_v3", "sweepnet_temporal", "sweepnet_default_v6", "sweepnet_temporal_v6",
                "sweepnet_default_v7", "sweepnet_temporal_v7", "sweepnet_temporal_v8")
 #: (per-window model, its temporal wrapper): the pairs the verdict compares
@@ -151,10 +152,11 @@ def render() -> str:
              "clips at a dataset's cap (session 10; \"–\" for runs before). \"TAE uncapped\" is the",
              "earlier figure: a per-video disparity fit with a negative shift sends a few per cent of",
              "the pixels to 1000 m, which made single clips reach TAE 2.8-5.2 (a metric artefact).",
-             "Static sequences (one 10-frame ramp) are replayed as 3 sweeps with fresh noise (std 2/255);",
-             "sweep-to-sweep change: mean |p_t - p_{t-10}| / p_{t-10}, the earlier frame with a full window.",
-             "ms/frame: median `push` latency on the shared machine under load 8-13 (two evaluations ran",
-             "at once beside other jobs): not a speed comparison (docs/speed.md is).", ""]
+             "Static sequences (one ramp: 10 frames in the v2 sets, 5 in cpu_test) are replayed as 3 sweeps",
+             "with fresh noise (std 2/255); sweep-to-sweep change: mean |p_t - p_{t-R}| / p_{t-R} for a",
+             "ramp of R frames, the earlier frame with a full window.",
+             "ms/frame: median `push` latency of each run, from different sessions, machine speeds and",
+             "loads (often two evaluations at once): not a speed comparison (docs/speed.md is).", ""]
     for set_name, role in SETS:
         rows = load(set_name)
         if not rows:
