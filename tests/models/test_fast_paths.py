@@ -138,3 +138,14 @@ def test_the_hybrid_gives_the_same_depth_side_by_side_and_inline(make_inputs):
         torch.set_num_threads(threads)
     for key in ("depth_m", "confidence"):
         assert torch.allclose(beside[key], inline[key], atol=1e-6)
+
+
+def test_a_nested_beside_runs_inline_instead_of_waiting_for_itself():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            outer = Beside(lambda: Beside(lambda: threading.current_thread().name).result())
+            assert outer.result().startswith("focaldepth-beside")  # the inner one ran on the same worker
+    finally:
+        torch.set_num_threads(threads)

@@ -144,8 +144,12 @@ class Beside:
 
     def __init__(self, fn, *args, device: torch.device | str = "cpu", **kwargs):
         self._future, self._value = None, None
+        import threading
+
+        # (inline on the worker itself: a nested Beside would wait for its own thread)
         concurrent = (torch.device(device).type == "cpu" and not torch.is_grad_enabled()
-                      and torch.get_num_threads() == 1)
+                      and torch.get_num_threads() == 1
+                      and not threading.current_thread().name.startswith("focaldepth-beside"))
         if not concurrent:
             self._value = fn(*args, **kwargs)
             return
