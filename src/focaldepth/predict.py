@@ -149,7 +149,10 @@ class FlowAligner:
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST):
         self.flow = cv2.DISOpticalFlow_create(preset)
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+        # Pixel grids by size: the working grid, and the input's for a full-resolution
+        # all-in-focus image, which is warped on the finishing thread (StreamingPredictor.submit)
+        # while the next frame is aligned on the working grid, so one cached grid would race.
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def align(self, reference_gray: np.ndarray, other_gray: np.ndarray, other_rgb: np.ndarray) -> np.ndarray:
         """``other_rgb`` resampled so that it lines up with the reference frame."""
@@ -160,9 +163,11 @@ class FlowAligner:
         return self.flow.calc(reference_gray, other_gray, None)
 
     def _pixel_grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._grid is None or self._grid[0].shape != (height, width):  # built once per clip
-            self._grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-        return self._grid
+        grid = self._grids.get((height, width))
+        if grid is None:  # built once per clip and size
+            grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+            self._grids[(height, width)] = grid
+        return grid
 
     def compose(self, newest: np.ndarray, earlier: np.ndarray | None) -> np.ndarray:
         """Displacement current -> frame k from ``newest`` (current -> previous) and ``earlier``
