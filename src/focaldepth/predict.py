@@ -42,7 +42,10 @@ OUTPUT_RESOLUTIONS = ("input", "working")
 # torch threads for predict: one. With another process on one of the two cores, the default
 # model's forward pass (5 x 320x180) took 358 ms with one thread and 3,897 ms with two (median
 # of 5, 2026-12-01; issue 10 saw 115 vs 2,008 ms): a thread that waits for a busy core stalls
-# every parallel op. Two threads only pay on an idle machine: ask for them with --threads 2.
+# every parallel op. The second core is used by Python threads instead (the plane sweep beside
+# the vote, finishing frame t while frame t+1 is observed, the writer), which share a busy core
+# rather than stall on it: on an idle machine too, one torch thread now beats two (640x360
+# command, alternating runs, session 10: 6.87 and 6.62 frames/s against 5.99 and 5.32).
 DEFAULT_THREADS = 1
 # Height of the side-by-side video: the depth holds no more detail than the working grid,
 # and encoding full-height 1080p panels took longer than predicting (issue 10).
