@@ -202,3 +202,36 @@ def test_output_stage_writes_in_order_and_hands_errors_back():
     worker.start()
     worker.join(timeout=20)
     assert done.is_set() and not worker.is_alive()
+
+
+def test_last_only_gives_one_estimate_of_the_whole_stack(tmp_path):
+    """--last-only: the whole static stack is one window and only its last frame is
+    estimated; the same depth as pushing the stack through a predictor whose window is the
+    stack and keeping the last answer (a per-window model), a picture instead of a video."""
+    focus = list(dioptric_ramp(0.5, 2.0, 6))
+    frames, _ = render_sweep(focus)
+    write_sequence(tmp_path / "stack", frames, focus, CAMERA)
+    summary = predict_sequence(tmp_path / "stack", tmp_path / "out", model="sweepnet_default", max_pixels=1536,
+                               progress=False, aif=True, last_only=True)
+    assert sorted(p.name for p in (tmp_path / "out" / "depth").iterdir()) == ["000005.npy"]
+    assert (tmp_path / "out" / "aif" / "000005.png").is_file()
+    assert (tmp_path / "out" / "depth.png").is_file() and not (tmp_path / "out" / "depth.mp4").exists()
+    assert summary["num_frames"] == 1 and summary["frames_read"] == 6 and summary["last_only"]
+    assert summary["window_frames"] == 6
+    predictor = StreamingPredictor(load_model("sweepnet_default"), CAMERA, focus, 64, 96, window=6, max_pixels=1536)
+    for frame, f in zip(frames, focus):
+        result = predictor.push(frame, f)
+    depth = np.load(tmp_path / "out" / "depth" / "000005.npy")
+    assert np.allclose(depth, result.depth_m, rtol=1e-5)
+
+
+def test_adding_frames_leaves_the_temporal_state_to_the_next_estimate():
+    focus = list(dioptric_ramp(0.5, 2.0, 5))
+    frames, _ = render_sweep(focus)
+    predictor = StreamingPredictor(load_model("sweepnet_temporal_v8"), CAMERA, focus, 64, 96, max_pixels=1536)
+    for frame, f in zip(frames, focus):
+        predictor.push(frame, f)
+    assert predictor.state is not None
+    predictor.add(frames[0], focus[0])
+    predictor._schedule(lambda: None).result()  # wait for what add scheduled (pipelined)
+    assert predictor.state is None and len(predictor.buffer) == 5

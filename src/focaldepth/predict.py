@@ -298,6 +298,18 @@ class StreamingPredictor:
         filter of frame t and the observation of frame t+1 use the two cores at once.
         Finished inline (no thread) unless this is CPU inference on one torch thread
         (:func:`pipelined`); the results are the same either way."""
+        self._buffer(frame_rgb8, focus_distance_m, f_number)
+        return self._schedule(self._estimate())
+
+    def add(self, frame_rgb8: np.ndarray, focus_distance_m: float | None, f_number: float | None = None) -> None:
+        """Put the next frame into the window (aligned like every frame) without an estimate
+        for it: a static stack needs depth for its last frame only (``predict --last-only``).
+        A stateful model starts afresh at the next estimate, as after a frame without one."""
+        self._buffer(frame_rgb8, focus_distance_m, f_number)
+        self._schedule(lambda: setattr(self, "state", None))  # in order with submitted frames
+
+    def _buffer(self, frame_rgb8: np.ndarray, focus_distance_m: float | None, f_number: float | None) -> None:
+        """The window's bookkeeping for a new frame: resize, flow to the previous frame, buffers."""
         if frame_rgb8.shape[:2] != (self.height, self.width):
             raise UserError(f"frame is {frame_rgb8.shape[1]}x{frame_rgb8.shape[0]}, expected "
                             f"{self.width}x{self.height}")
@@ -329,7 +341,6 @@ class StreamingPredictor:
         self._current_full = frame_rgb8
         if self.want_aif and self.output_resolution == "input":
             self.full_frames.append(frame_rgb8)
-        return self._schedule(self._estimate())
 
     def reset_state(self) -> None:
         """Forget a stateful model's state (e.g. at a known scene cut); the window is kept.
@@ -651,7 +662,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                      far_to_near: bool | None = None, stack_align: bool = False,
                      output_resolution: str = "input", upsample: str = "guided", aif: bool = False,
                      threads: int | None = None, video_height_px: int = VIDEO_HEIGHT_PX,
-                     max_slices: int | None = MAX_SLICES) -> dict:
+                     max_slices: int | None = MAX_SLICES, last_only: bool = False) -> dict:
     """Run the predictor over a sequence on disk and write ``out_dir`` atomically:
     ``depth/NNNNNN.npy`` (float32 metres, or relative inverse depth when focus distances are
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
@@ -663,7 +674,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     replaces the per-frame ``.npy`` files. ``output_resolution``: ``input`` or ``working``;
     ``aif``: all-in-focus images (``aif/NNNNNN.png``, or inside the one-file format);
     ``threads``: torch and OpenCV threads (default :data:`DEFAULT_THREADS`); ``max_slices``:
-    frames of a long window read per estimate (:func:`select_slices`)."""
+    frames of a long window read per estimate (:func:`select_slices`). ``last_only``: a static
+    focal stack, the whole of it one window (unless ``window`` is given), and one estimate, for
+    its last frame (the reference view); ``depth.png`` (the side-by-side panel) replaces the video."""
     from pathlib import Path
 
     from tqdm import tqdm
@@ -691,6 +704,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
         # its thin-lens blur predictions are wrong, so only the learned vote answers.
         depth_model = getattr(depth_model, "without_physics", lambda: depth_model)()
     height, width = sequence.size_hw
+    if last_only and window is None:
+        window = len(sequence)  # the whole static stack is one window
     predictor = StreamingPredictor(depth_model, sequence.camera, sequence.focus_distance_m, height, width,
                                    window=window, align=align, max_pixels=max_pixels, device=device,
                                    far_to_near=far_to_near, output_resolution=output_resolution,
@@ -707,7 +722,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
         aif_folder = aif and not clip_formats
         for sub in (*per_frame, *image_formats, *(("aif",) if aif_folder else ())):
             (tmp / sub).mkdir()
-        writers = [ClipWriter(tmp, fmt, len(sequence), predictor.out_hw, aif) for fmt in clip_formats]
+        writers = [ClipWriter(tmp, fmt, 1 if last_only else len(sequence), predictor.out_hw, aif)
+                   for fmt in clip_formats]
 
         def write_outputs(index: int, frame: np.ndarray, depth: np.ndarray, result: FramePrediction) -> np.ndarray | None:
             """Every output of one frame; returns its video panel (None without video)."""
@@ -724,6 +740,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                     write_depth(tmp / fmt / f"{index:06d}.{'png' if fmt == 'png16' else 'exr'}", depth)
             written = time.perf_counter()
             panel = video_panel(frame, depth, near_m, far_m, predictor.metric, video_height_px) if video else None
+            if last_only and panel is not None:  # one frame: a picture, not a video
+                write_png8(tmp / "depth.png", panel)
+                panel = None
             split_s["write"] += written - begin
             split_s["video_panel"] += time.perf_counter() - written
             return panel
@@ -731,14 +750,15 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
         # Writing and encoding run on a second thread, overlapped with decoding and predicting
         # (the predictor uses one core by default: the other one was idle while 1080p maps
         # were written and the video encoded). A bounded queue keeps memory constant.
-        outputs = OutputStage(write_outputs, video_path=tmp / "depth.mp4" if video else None,
-                              fps=clip_fps(sequence.timestamps_s) if video else None)
+        movie = video and not last_only
+        outputs = OutputStage(write_outputs, video_path=tmp / "depth.mp4" if movie else None,
+                              fps=clip_fps(sequence.timestamps_s) if movie else None)
         frames = iter(tqdm(sequence.iter_frames(), total=len(sequence), unit="frame", disable=not progress,
                            desc="predict"))
         # One frame in flight: frame t is finished (filter, upsampling) on a second thread
         # while frame t+1 is decoded and observed (StreamingPredictor.submit). A frame's
         # latency is the caller's time in its submit plus the wait for its result.
-        pending = None
+        pending, frames_read = None, 0
 
         def emit(index: int, frame: np.ndarray, handle, submit_s: float) -> None:
             begin = time.perf_counter()
@@ -755,7 +775,13 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                 frame = next(frames, None)
                 if frame is None:
                     break
+                frames_read += 1
                 decoded = time.perf_counter()
+                if last_only and index < len(sequence) - 1:
+                    predictor.add(frame, focus, f_number=sequence.f_number[index])
+                    split_s["decode"] += decoded - start
+                    split_s["predict"] += time.perf_counter() - decoded
+                    continue
                 handle = predictor.submit(frame, focus, f_number=sequence.f_number[index])
                 submitted = time.perf_counter()
                 split_s["decode"] += decoded - start
@@ -772,11 +798,12 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
             writer.close()
         split_s["write"] += time.perf_counter() - close_start
         wall_s = time.perf_counter() - command_start
-        split_s["video_encode"] = outputs.encode_s if video else 0.0
+        split_s["video_encode"] = outputs.encode_s if movie else 0.0
         split_s["output_wait"] = waited_s
         summary = run_summary(sequence, depth_model, predictor, model, latencies_s, depth_stats,
                               (near_m, far_m), input_path)
         summary.update(handheld)
+        summary.update({"last_only": last_only, "frames_read": frames_read})
         summary.update(outputs_summary(predictor, extra_formats, clip_formats, aif, thread_count,
                                        split_s, wall_s, len(latencies_s)))
         atomic_write_json(tmp / "summary.json", summary)
