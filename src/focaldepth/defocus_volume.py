@@ -39,6 +39,7 @@ from torch import Tensor
 
 from focaldepth.classical import edge_aware_smooth, to_grey, window_mean
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
+from focaldepth.render import fast_fft_size
 
 # Hypotheses reach this many sweep widths (in dioptres) past the nearest focus, and past the
 # farthest down to FAR_LIMIT_FRACTION of its inverse distance (0.25: four times the farthest
@@ -117,19 +118,6 @@ def _cache_bytes() -> int:
     return sum(size(entry[1]) + sum(size(g[2]) for g in entry[0]) for entry in _FILTER_CACHE.values())
 
 
-def fast_fft_length(n: int) -> int:
-    """The smallest ``m >= n`` whose prime factors are 2, 3 and 5 (fast for pocketFFT/cuFFT)."""
-    m = n
-    while True:
-        rest = m
-        for prime in (2, 3, 5):
-            while rest % prime == 0:
-                rest //= prime
-        if rest == 1:
-            return m
-        m += 1
-
-
 def relative_blur_filters(fft_h: int, fft_w: int, coc_i_px: Tensor, coc_j_px: Tensor, window: int,
                           psf: str, like: Tensor) -> tuple:
     """``(groups, high-pass (fh, fw'), target noise gain ())`` of :func:`pair_costs`: per source
@@ -189,8 +177,8 @@ def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tenso
     pad = int(min(0.75 * float(torch.maximum(coc_i_px, coc_j_px).max()) + 2, min(height, width) - 1))
     # The far side is padded further, up to an FFT size with only small prime factors: at
     # 90 x 160 a 124 x 194 grid (2 x 97) took 2.5x as long as 125 x 200.
-    pad_h = min(fast_fft_length(height + 2 * pad), 2 * height - 1) - height - pad
-    pad_w = min(fast_fft_length(width + 2 * pad), 2 * width - 1) - width - pad
+    pad_h = min(fast_fft_size(height + 2 * pad), 2 * height - 1) - height - pad
+    pad_w = min(fast_fft_size(width + 2 * pad), 2 * width - 1) - width - pad
     both = F.pad(torch.stack([grey_i, grey_j])[:, None], (pad, pad_w, pad, pad_h), mode="reflect")[:, 0]
     fft_h, fft_w = both.shape[-2:]
     spectra = torch.fft.rfft2(both)  # (2, fft_h, fft_w//2+1)
@@ -209,11 +197,6 @@ def pair_costs(grey_i: Tensor, grey_j: Tensor, coc_i_px: Tensor, coc_j_px: Tenso
             energy = energy - (target_gain * noise[1 - source] + gain * noise[source])
         out[index] = energy
     return out
-
-
-def box_mean(volume: Tensor, window: int) -> Tensor:
-    """``window`` x ``window`` mean of ``(N, H, W)`` with edge replication (separable)."""
-    return window_mean(volume, window)
 
 
 def cost_volume(linear: Tensor, focus_distance_m: Tensor, camera: Tensor, hypothesis_dpt: Tensor,
@@ -242,7 +225,7 @@ def cost_volume(linear: Tensor, focus_distance_m: Tensor, camera: Tensor, hypoth
                 total = total + pair_costs(linear[b, i, c], linear[b, j, c], cocs[b, i], cocs[b, j], window, psf,
                                            *noise)
         if guide is None:
-            volumes.append(box_mean(total, window))
+            volumes.append(window_mean(total, window))
         else:
             volumes.append(kornia.filters.guided_blur(guide[b:b + 1], total[None], window, guide_eps)[0])
     return torch.stack(volumes)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,7 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from focaldepth.errors import UserError
-from focaldepth.models.base import DepthModel, camera_tensor, run_model, takes_frame_f_number
+from focaldepth.models.base import (
+    DepthModel,
+    camera_tensor,
+    run_model,
+    single_thread_cpu,
+    takes_frame_f_number,
+)
 from focaldepth.optics import Camera
 
 # The default model was trained on sweeps whose total blur lies in roughly 4-48 px; shrink
@@ -80,7 +87,7 @@ def pipelined(device: torch.device) -> bool:
     """Whether :meth:`StreamingPredictor.submit` finishes frames on a second thread: CPU
     inference on one torch thread (predict's default), where the second core is otherwise
     idle while the vote runs; with more torch threads they would oversubscribe the cores."""
-    return torch.device(device).type == "cpu" and torch.get_num_threads() == 1
+    return single_thread_cpu(device)
 
 
 _FINISHING_POOL = None

@@ -12,9 +12,15 @@ import torch.nn.functional as F
 
 from focaldepth import models
 from focaldepth.classical import box_filter, window_mean
-from focaldepth.defocus_volume import defocus_volume_depth, fast_fft_length
+from focaldepth.defocus_volume import defocus_volume_depth
 from focaldepth.models.base import Beside
-from focaldepth.models.sweepnet import SLICE_CODE_CHANNELS, SliceMixer, code_for_scale, space_to_depth
+from focaldepth.models.sweepnet import (
+    SLICE_CODE_CHANNELS,
+    SliceMixer,
+    code_for_scale,
+    space_to_depth,
+)
+from focaldepth.render import fast_fft_size
 
 
 def concatenated_mixer(mixer: SliceMixer, parts, num_slices, code, scale):
@@ -59,15 +65,15 @@ def test_the_box_filter_is_the_replicate_padded_mean(window):
 
 
 def test_fft_lengths_have_only_small_prime_factors():
-    assert [fast_fft_length(n) for n in (1, 7, 97, 124, 194, 200)] == [1, 8, 100, 125, 200, 200]
+    assert [fast_fft_size(n) for n in (1, 7, 97, 124, 194, 200)] == [1, 8, 100, 125, 200, 200]
     for n in range(1, 300):
-        m = fast_fft_length(n)
+        m = fast_fft_size(n)
         rest = m
         for prime in (2, 3, 5):
             while rest % prime == 0:
                 rest //= prime
         assert rest == 1 and m >= n
-        assert all(fast_fft_length(k) != k for k in range(n, m))  # the smallest such
+        assert all(fast_fft_size(k) != k for k in range(n, m))  # the smallest such
 
 
 def test_the_plane_sweep_still_finds_a_plane(make_inputs):

@@ -128,6 +128,13 @@ def unit_from_depth(depth_m: torch.Tensor, focus_distance_m: torch.Tensor) -> to
     return (1.0 / depth_m - low) / (high - low)
 
 
+def single_thread_cpu(device: torch.device | str) -> bool:
+    """Whether work on ``device`` may go to a second Python thread: a CPU with one torch
+    intra-op thread (with more, the threads would oversubscribe the cores). The one policy
+    of :class:`Beside` and of predict's pipelining."""
+    return torch.device(device).type == "cpu" and torch.get_num_threads() == 1
+
+
 class Beside:
     """``fn(*args, **kwargs)`` run on a second Python thread while the caller goes on; read
     the result with :meth:`result`. For two independent halves of one CPU forward pass (the
@@ -147,8 +154,7 @@ class Beside:
         import threading
 
         # (inline on the worker itself: a nested Beside would wait for its own thread)
-        concurrent = (torch.device(device).type == "cpu" and not torch.is_grad_enabled()
-                      and torch.get_num_threads() == 1
+        concurrent = (single_thread_cpu(device) and not torch.is_grad_enabled()
                       and not threading.current_thread().name.startswith("focaldepth-beside"))
         if not concurrent:
             self._value = fn(*args, **kwargs)
