@@ -1,6 +1,7 @@
 """The speed rewrites compute the same functions as the plain forms they replace: the
-concatenation-free slice mixer, the space-to-depth stem, the shifted-sum box filter, the
-plane sweep's FFT sizes and the vote / plane sweep run side by side (session 10)."""
+concatenation-free slice mixer, the shifted-sum box filter, the plane sweep's FFT sizes and
+the vote / plane sweep run side by side (session 10); the stem as a 6x6 stride-2 conv, the
+BatchNorm folded into the convs and the one-channel heads as shifted sums (session 11)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from focaldepth.defocus_volume import defocus_volume_depth
 from focaldepth.models.base import Beside
 from focaldepth.models.sweepnet import (
     SLICE_CODE_CHANNELS,
+    ConvBnReLU,
     SliceMixer,
     code_for_scale,
-    space_to_depth,
+    conv3x3_to_one,
+    unshuffled_kernel,
 )
 from focaldepth.render import fast_fft_size
 
@@ -46,9 +49,55 @@ def test_the_mixer_equals_its_concatenated_form(split):
     assert torch.allclose(mixer(parts, slices, code, 4.0), expected, atol=1e-5)
 
 
-def test_space_to_depth_is_pixel_unshuffle():
-    image = torch.randn(3, 6, 8, 10)
-    assert torch.equal(space_to_depth(image), F.pixel_unshuffle(image, 2))
+def test_the_unshuffled_kernel_is_a_conv_after_pixel_unshuffle():
+    torch.manual_seed(0)
+    image, weight = torch.randn(2, 3, 8, 10), torch.randn(5, 12, 3, 3)
+    expected = F.conv2d(F.pixel_unshuffle(image, 2), weight, padding=1)
+    assert torch.allclose(F.conv2d(image, unshuffled_kernel(weight), stride=2, padding=2), expected, atol=1e-4)
+
+
+def plain_stem(net, frames):
+    """The stem as trained: a conv block over the pixel-unshuffled [frames, frames - mean]."""
+    relative = frames - frames.mean(dim=1, keepdim=True)
+    x = F.pixel_unshuffle(torch.cat([frames, relative], dim=2).flatten(0, 1), 2)
+    return torch.nn.Sequential.forward(net.stem[0], x)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_stem_equals_its_plain_form(training):
+    torch.manual_seed(0)
+    net = models.create("sweepnet_test")
+    for norm in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-0.5, 0.5), norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.2, 0.2)
+    net.train(training)
+    frames = torch.rand(2, 4, 3, 16, 32)
+    assert torch.allclose(net.stem_input(frames), plain_stem(net, frames), atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_folded_batchnorm_equals_the_module_sequence(stride):
+    torch.manual_seed(0)
+    block = ConvBnReLU(4, 6, stride)
+    block[1].running_mean.uniform_(-1, 1), block[1].running_var.uniform_(0.5, 2.0)
+    block[1].weight.data.uniform_(0.5, 1.5), block[1].bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 4, 9, 11)
+    for training in (False, True):
+        block.train(training)
+        plain = torch.nn.Sequential.forward(block, x.clone())
+        assert torch.allclose(block(x), plain, atol=1e-5)
+    assert list(block.state_dict()) == ["0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                                        "1.num_batches_tracked"]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_one_channel_head_equals_its_conv(bias):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 1, 3, padding=1, bias=bias)
+    x = torch.randn(2, 5, 7, 9, requires_grad=True)
+    assert torch.allclose(conv3x3_to_one(x, conv), conv(x), atol=1e-5)
+    conv3x3_to_one(x, conv).sum().backward()  # trainable through it
+    assert conv.weight.grad is not None and x.grad is not None
 
 
 @pytest.mark.parametrize("window", [1, 3, 7])
