@@ -204,3 +204,16 @@ def test_a_nested_beside_runs_inline_instead_of_waiting_for_itself():
             assert outer.result().startswith("focaldepth-beside")  # the inner one ran on the same worker
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_fusion_cell_in_channels_last_equals_the_plain_layout():
+    from focaldepth.models.temporal import INPUT_CHANNELS, FusionCell
+
+    torch.manual_seed(0)
+    cell = FusionCell(features=8, hidden=16)
+    torch.nn.init.normal_(cell.decode[-1].weight, std=0.1)  # not the zero init: a real output
+    cues, hidden = torch.rand(1, INPUT_CHANNELS, 18, 32), torch.rand(1, 16, 9, 16)
+    out, new_hidden = cell(cues, hidden)
+    plain_out, plain_hidden = cell._step(cues, hidden)
+    assert out.is_contiguous() and new_hidden.is_contiguous()
+    assert torch.allclose(out, plain_out, atol=1e-5) and torch.allclose(new_hidden, plain_hidden, atol=1e-5)
