@@ -240,6 +240,29 @@ def test_folder_without_meta_and_stack_align_estimates_the_sweep_direction(tmp_p
     assert given["sweep_direction"] == "near_to_far" and given["sweep_direction_source"] == "given"
 
 
+def test_unknown_focus_takes_the_sweep_direction_from_breathing_without_stack_align(tmp_path, model_file):
+    """The direction is not a flag a phone user should need: it is estimated by default (a real
+    far-to-near phone stack came out inverted with the near-to-far default)."""
+    import cv2
+
+    from focaldepth.align import scale_about_centre
+    from focaldepth.io.frames import write_image
+
+    frames, _ = render_sweep(list(dioptric_ramp(0.5, 2.0, 5))[::-1])
+    for name, order in (("far_to_near", range(5)), ("near_to_far", range(4, -1, -1))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for rank, i in enumerate(order):  # magnification grows with nearer focus
+            warp = scale_about_centre(1.0 + 0.01 * i, 64, 96)
+            write_image(folder / f"{rank}.png", cv2.warpPerspective(frames[i], warp, (96, 64), flags=cv2.INTER_CUBIC,
+                                                                    borderMode=cv2.BORDER_REFLECT))
+        summary = predict_sequence(folder, tmp_path / f"out_{name}", model=str(model_file), progress=False,
+                                   video=False)
+        assert summary["sweep_direction"] == name
+        assert summary["sweep_direction_source"] == "estimated from focus breathing"
+        assert "stack_alignment" not in summary  # frames are not pre-aligned without the flag
+
+
 def test_cli_no_meta_folder_warns_on_one_line(tmp_path):
     frames, _ = render_sweep(list(dioptric_ramp(0.5, 2.0, 3)))
     folder = tmp_path / "bare"

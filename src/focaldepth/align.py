@@ -344,6 +344,26 @@ def estimate_focus_order(magnification: np.ndarray) -> FocusOrder:
     return FocusOrder(direction, [float(p) for p in position], change, rho)
 
 
+# Without --stack-align the sweep direction is still estimated, from at most this many frames
+# spread over the stack, registered at a smaller size: the trend needs only the scale.
+DIRECTION_MAX_FRAMES = 16
+DIRECTION_MAX_SIDE_PX = 480
+
+
+def estimate_sweep_direction(frames, count: int, max_frames: int = DIRECTION_MAX_FRAMES,
+                             max_side_px: int = DIRECTION_MAX_SIDE_PX) -> FocusOrder:
+    """The sweep direction of a stack with unknown focus distances from the breathing trend of
+    at most ``max_frames`` of its ``count`` frames (``frames``: any iterable of them, in order;
+    read once). Reported "unknown" when the trend is weak or not monotone, e.g. a moving camera
+    or several sweeps. The relative positions are those of the chosen frames."""
+    chosen = set(np.unique(np.linspace(0, count - 1, min(count, max_frames)).round().astype(int)).tolist())
+    picked = [frame for index, frame in enumerate(frames) if index in chosen]
+    if len(picked) < 3:
+        return FocusOrder("unknown", [0.5] * len(picked), 0.0, 0.0)
+    alignment = estimate_stack_alignment(picked, max_side_px=max_side_px)
+    return estimate_focus_order(alignment.magnification)
+
+
 def mean_abs_gray_difference(frames: np.ndarray, reference: int, border_fraction: float = 0.05) -> float:
     """Mean absolute gray-level difference (0-255) of every frame to the reference, inside a
     border of ``border_fraction`` of the size: a blunt residual-misalignment measure (defocus
@@ -390,6 +410,14 @@ def prepare_handheld(sequence, *, stack_align: bool = False, far_to_near: bool |
         order = estimate_focus_order(alignment.magnification)
         report["focus_order_estimate"] = order.to_dict()
         if relative and far_to_near is None and order.direction != "unknown":
+            far_to_near = order.direction == "far_to_near"
+            report["sweep_direction_source"] = "estimated from focus breathing"
+    elif relative and far_to_near is None:
+        # Not a flag the user should need: a phone stack taken far to near came out inverted
+        # (near ball at 0.18 of 1) with the near-to-far default.
+        order = estimate_sweep_direction(sequence.iter_frames(), len(sequence))
+        report["focus_order_estimate"] = order.to_dict()
+        if order.direction != "unknown":
             far_to_near = order.direction == "far_to_near"
             report["sweep_direction_source"] = "estimated from focus breathing"
     if relative:

@@ -68,3 +68,7 @@ def predict(
           f"(depth {summary['depth_range']['min']:.3g}-{summary['depth_range']['max']:.3g} {units}{rate})")
     if not summary["metric"]:
         print("focus distances unknown: depth is RELATIVE (1 = nearest focus), not metres")
+        direction = summary.get("sweep_direction", "near_to_far").replace("_", " ")
+        flag = "--near-to-far" if summary.get("sweep_direction") == "far_to_near" else "--far-to-near"
+        print(f"sweep taken as {direction} ({summary.get('sweep_direction_source', 'default')}; "
+              f"{flag} to override)")

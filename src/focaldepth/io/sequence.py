@@ -190,8 +190,8 @@ def _read_sidecar(meta_file: Path, what: str) -> SequenceMeta:
 
 NO_META_NOTE = (
     "no meta.json beside the frames: camera and focus distances unknown, depth is RELATIVE; "
-    "frames taken in natural name order as one sweep (near to far unless --far-to-near or "
-    "estimated from the stack)"
+    "frames taken in natural name order as one sweep (its direction estimated from focus "
+    "breathing, else near to far; --far-to-near / --near-to-far to set it)"
 )
 
 
