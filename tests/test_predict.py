@@ -307,3 +307,53 @@ def test_long_window_costs_as_much_as_max_slices_frames():
     for value in focus:
         predictor.push(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), value)
     assert max(calls) == 6 and calls[-1] == 6
+
+
+# --- static focal stacks: every frame from the whole stack ------------------------------------
+
+
+def test_a_folder_with_one_sweep_is_a_stack_and_every_frame_gets_the_whole_stack(tmp_path, model_file):
+    from focaldepth.models import load
+
+    focus = list(dioptric_ramp(0.45, 2.2, 5))
+    frames, _ = render_sweep(focus)
+    folder = tmp_path / "stack"
+    write_sequence(folder, frames, focus, CAMERA)
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
+    assert summary["mode"] == "stack" and "one focus sweep" in summary["mode_reason"]
+    depth = [np.load(tmp_path / "out" / "depth" / f"{i:06d}.npy") for i in range(5)]
+    # frame 0 is estimated from all five frames (streamed, it is a one-frame guess) ...
+    assert np.load(tmp_path / "out" / "confidence" / "000000.npy").max() > 0.0
+    # ... exactly as a stream whose window ends at frame 0 (no alignment: the same pixels)
+    unaligned = predict_sequence(folder, tmp_path / "unaligned", model=str(model_file), progress=False,
+                                 video=False, align=False)
+    predictor = StreamingPredictor(load(model_file), CAMERA, focus, 64, 96, window=5, align=False)
+    for i in [1, 2, 3, 4]:
+        predictor.add(frames[i], focus[i])
+    expected = predictor.push(frames[0], focus[0]).depth_m
+    np.testing.assert_allclose(np.load(tmp_path / "unaligned" / "depth" / "000000.npy"), expected, rtol=1e-5)
+    streamed = predict_sequence(folder, tmp_path / "streamed", model=str(model_file), progress=False, video=False,
+                                stack=False)
+    assert streamed["mode"] == "stream" and streamed["mode_reason"] == "given"
+    assert np.load(tmp_path / "streamed" / "confidence" / "000000.npy").max() == 0.0
+    # the last frame sees the same frames, aligned along the same flows, either way
+    np.testing.assert_allclose(depth[4], np.load(tmp_path / "streamed" / "depth" / "000004.npy"), rtol=1e-4)
+
+
+def test_videos_and_repeated_sweeps_are_streamed(tmp_path, model_file, sweep_folder):
+    from focaldepth.predict import stack_mode
+
+    folder, focus = sweep_folder  # two ramps
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
+    assert summary["mode"] == "stream" and "more than one sweep" in summary["mode_reason"]
+    frames, _ = render_sweep(focus[:4])
+    from focaldepth.io import load_sequence
+    from focaldepth.io.sequence import write_sequence_video
+
+    write_sequence_video(tmp_path / "clip.mp4", frames, focus[:4], CAMERA)
+    clip = load_sequence(tmp_path / "clip.mp4", lazy=True)
+    model = create("sweepnet_test")
+    assert stack_mode(clip, None, window=None, last_only=False, model=model) == (False, "a video: causal stream")
+    assert stack_mode(clip, True, window=None, last_only=False, model=model) == (True, "given")
+    with pytest.raises(UserError, match="exclude each other"):
+        stack_mode(clip, True, window=None, last_only=True, model=model)

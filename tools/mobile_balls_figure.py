@@ -4,7 +4,8 @@ Runs ``predict`` on the 25 frames (no meta.json: camera and focus unknown, relat
 ``--stack-align`` for the default model and the classical method, then writes
 
 * ``results/mobile_depth_balls.png``: the near-focused reference frame (aligned), the relative
-  depth of each method for the last frame (the only one whose window holds the whole sweep),
+  depth of each method for the last frame (the reference view; every frame is estimated from
+  the whole stack),
   and the default model's confidence; small (reduced panels, palette PNG, < 300 KB);
 * ``results/mobile_depth_balls.json``: what the README quotes (alignment residual before and
   after, estimated sweep direction, median relative depth in three hand-placed boxes, also for

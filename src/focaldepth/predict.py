@@ -285,6 +285,8 @@ class StreamingPredictor:
         self.state = None
         self.last_flow_px: np.ndarray | None = None  # (h, w, 2) current -> previous, working grid
         self.scene_cuts = 0
+        self._stack: dict | None = None  # set by load_stack
+        self._stack_focus: list[float] | None = None
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -314,6 +316,64 @@ class StreamingPredictor:
         A stateful model starts afresh at the next estimate, as after a frame without one."""
         self._buffer(frame_rgb8, focus_distance_m, f_number)
         self._schedule(lambda: setattr(self, "state", None))  # in order with submitted frames
+
+    def load_stack(self, frames_rgb8: list[np.ndarray], focus_distance_m: list[float | None],
+                   f_numbers: list[float | None] | None = None) -> None:
+        """A static focal stack, for :meth:`submit_stack_frame`: every frame is then estimated
+        from the whole stack (a non-causal window), not from the frames before it. Neighbours
+        in the stack are registered once in both directions (2 (N - 1) flows, between frames of
+        nearly the same blur) and chained, as the stream chains its flows."""
+        count = len(frames_rgb8)
+        if count != len(focus_distance_m):
+            raise ValueError(f"load_stack: {count} frames but {len(focus_distance_m)} focus distances")
+        smalls, grays = [], []
+        for frame in frames_rgb8:
+            if frame.shape[:2] != (self.height, self.width):
+                raise UserError(f"frame is {frame.shape[1]}x{frame.shape[0]}, expected {self.width}x{self.height}")
+            small = cv2.resize(frame, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
+            smalls.append(small)
+            grays.append(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        backward = [None] + [self.aligner.displacement(grays[k], grays[k - 1]) if self.aligner else None
+                             for k in range(1, count)]  # frame k -> k - 1
+        forward = [self.aligner.displacement(grays[k], grays[k + 1]) if self.aligner else None
+                   for k in range(count - 1)] + [None]  # frame k -> k + 1
+        self.flows_computed += 2 * (count - 1) if self.aligner else 0
+        self.window, self._stack_focus = count, None
+        # Unknown focus: the frames' positions along the sweep, as a stream would number them.
+        saved, self.buffer = self.buffer, deque([(s, None, math.nan) for s in smalls], maxlen=count)
+        pseudo = self._window_focus() if not self.metric else None
+        self.buffer = saved
+        self._stack = {"small": smalls, "gray": grays, "full": list(frames_rgb8), "backward": backward,
+                       "forward": forward, "pseudo_focus": pseudo,
+                       "focus": [self._focus_value(f) for f in focus_distance_m],
+                       "f_number": list(f_numbers) if f_numbers is not None else [None] * count}
+
+    def submit_stack_frame(self, index: int) -> PendingPrediction:
+        """Frame ``index`` of the loaded stack (:meth:`load_stack`), estimated from all of it:
+        the other frames are warped onto frame ``index``, which goes last in the window (the
+        current frame). Submit the frames in order: a temporal model carries its state along."""
+        stack = self._stack
+        if stack is None:
+            raise RuntimeError("submit_stack_frame: call load_stack first")
+        count = len(stack["small"])
+        displacement: dict[int, np.ndarray | None] = {}
+        if self.aligner is not None:
+            for i in range(index - 1, -1, -1):  # chained backwards: index -> i + 1 -> i
+                displacement[i] = stack["backward"][i + 1] if i == index - 1 else \
+                    self.aligner.compose(displacement[i + 1], stack["backward"][i + 1])
+            for i in range(index + 1, count):  # and forwards
+                displacement[i] = stack["forward"][i - 1] if i == index + 1 else \
+                    self.aligner.compose(displacement[i - 1], stack["forward"][i - 1])
+        order = [i for i in range(count) if i != index] + [index]
+        self.buffer = deque([(stack["small"][i], stack["gray"][i], stack["focus"][i]) for i in order], maxlen=count)
+        self.displacements = deque([displacement.get(i) for i in order[:-1]] + [None], maxlen=count)
+        self.f_numbers = deque([stack["f_number"][i] for i in order], maxlen=count)
+        if self.want_aif and self.output_resolution == "input":
+            self.full_frames = deque([stack["full"][i] for i in order], maxlen=count)
+        self._current_full = stack["full"][index]
+        self.last_flow_px = displacement.get(index - 1)
+        self._stack_focus = None if self.metric else [stack["pseudo_focus"][i] for i in order]
+        return self._schedule(self._estimate())
 
     def _buffer(self, frame_rgb8: np.ndarray, focus_distance_m: float | None, f_number: float | None) -> None:
         """The window's bookkeeping for a new frame: resize, flow to the previous frame, buffers."""
@@ -367,6 +427,8 @@ class StreamingPredictor:
         focus = [entry[2] for entry in self.buffer]
         if self.metric:
             return focus
+        if self._stack_focus is not None:  # a stack's frames, reordered: their own positions
+            return list(self._stack_focus)
         count = len(focus)
         near_dpt, far_dpt = 1.0 / RELATIVE_NEAR_M, 1.0 / RELATIVE_FAR_M
         if self.far_to_near:
@@ -669,7 +731,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                      far_to_near: bool | None = None, stack_align: bool = False,
                      output_resolution: str = "input", upsample: str = "guided", aif: bool = False,
                      threads: int | None = None, video_height_px: int = VIDEO_HEIGHT_PX,
-                     max_slices: int | None = MAX_SLICES, last_only: bool = False) -> dict:
+                     max_slices: int | None = MAX_SLICES, last_only: bool = False,
+                     stack: bool | None = None) -> dict:
     """Run the predictor over a sequence on disk and write ``out_dir`` atomically:
     ``depth/NNNNNN.npy`` (float32 metres, or relative inverse depth when focus distances are
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
@@ -683,7 +746,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     ``threads``: torch and OpenCV threads (default :data:`DEFAULT_THREADS`); ``max_slices``:
     frames of a long window read per estimate (:func:`select_slices`). ``last_only``: a static
     focal stack, the whole of it one window (unless ``window`` is given), and one estimate, for
-    its last frame (the reference view); ``depth.png`` (the side-by-side panel) replaces the video."""
+    its last frame (the reference view); ``depth.png`` (the side-by-side panel) replaces the video.
+    ``stack``: every frame estimated from the whole input (a static focal stack) rather than from
+    a causal window; None = decided by :func:`stack_mode` (a folder holding one sweep: yes)."""
     from pathlib import Path
 
     from tqdm import tqdm
@@ -718,6 +783,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                                    far_to_near=far_to_near, output_resolution=output_resolution,
                                    upsample=upsample, all_in_focus=aif, max_slices=max_slices)
     check_enough_frames(predictor, len(sequence), input_path)
+    use_stack, stack_reason = stack_mode(sequence, stack, window=window, last_only=last_only,
+                                         model=depth_model)
     near_m, far_m = display_range_m(sequence.focus_distance_m) if predictor.metric else (1.0, 2.0)
     latencies_s: list[float] = []
     depth_stats = RunningRange()
@@ -776,20 +843,30 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
             depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
             outputs.put(index, frame, depth, result)
 
+        if use_stack:  # the whole stack in memory (at most MAX_STACK_FRAMES), then every frame
+            start = time.perf_counter()
+            stack_frames = list(frames)
+            loaded = time.perf_counter()
+            predictor.load_stack(stack_frames, sequence.focus_distance_m, sequence.f_number)
+            split_s["decode"] += loaded - start
+            split_s["predict"] += time.perf_counter() - loaded
+            frames_read = len(stack_frames)
+            frames = iter(stack_frames)
         try:
             for index, focus in enumerate(sequence.focus_distance_m):
                 start = time.perf_counter()
                 frame = next(frames, None)
                 if frame is None:
                     break
-                frames_read += 1
+                frames_read += 0 if use_stack else 1
                 decoded = time.perf_counter()
                 if last_only and index < len(sequence) - 1:
                     predictor.add(frame, focus, f_number=sequence.f_number[index])
                     split_s["decode"] += decoded - start
                     split_s["predict"] += time.perf_counter() - decoded
                     continue
-                handle = predictor.submit(frame, focus, f_number=sequence.f_number[index])
+                handle = predictor.submit_stack_frame(index) if use_stack else \
+                    predictor.submit(frame, focus, f_number=sequence.f_number[index])
                 submitted = time.perf_counter()
                 split_s["decode"] += decoded - start
                 split_s["predict"] += submitted - decoded
@@ -810,7 +887,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
         summary = run_summary(sequence, depth_model, predictor, model, latencies_s, depth_stats,
                               (near_m, far_m), input_path)
         summary.update(handheld)
-        summary.update({"last_only": last_only, "frames_read": frames_read})
+        summary.update({"last_only": last_only, "frames_read": frames_read,
+                        "mode": "stack" if use_stack else ("last frame" if last_only else "stream"),
+                        "mode_reason": stack_reason})
         summary.update(outputs_summary(predictor, extra_formats, clip_formats, aif, thread_count,
                                        split_s, wall_s, len(latencies_s)))
         atomic_write_json(tmp / "summary.json", summary)
@@ -977,6 +1056,45 @@ def outputs_summary(predictor, formats, clip_formats, aif, threads, split_s, wal
         "command_timing_s": {"wall": wall_s, "frames_per_s": num_frames / max(wall_s, 1e-9),
                              **{key: value for key, value in split_s.items()}},
     }
+
+
+# A folder of at most this many frames holding one sweep is read as a static focal stack.
+MAX_STACK_FRAMES = 64
+
+
+def stack_mode(sequence, requested: bool | None, *, window: int | None, last_only: bool,
+               model) -> tuple[bool, str]:
+    """Whether ``predict`` estimates every frame from the whole input (a static focal stack:
+    frame 0 then gets the same evidence as the last one, not a one-frame guess) or streams it
+    through a causal window (video); and why. ``requested``: the user's choice, None = auto:
+    a stack when the input is a folder (or a dataset item), not a video, of at most
+    :data:`MAX_STACK_FRAMES` frames whose known focus distances form one sweep."""
+    from focaldepth.io.frames import VIDEO_EXTENSIONS
+
+    fixed = required_frames(model) is not None
+    if requested is not None:
+        if requested and fixed:
+            raise UserError("--stack needs a model that reads any number of frames; this one takes "
+                            f"exactly {required_frames(model)}")
+        if requested and last_only:
+            raise UserError("--stack and --last-only exclude each other (--last-only estimates one frame)")
+        return bool(requested), "given"
+    if last_only:
+        return False, "--last-only: one estimate, for the last frame"
+    if window is not None:
+        return False, "a window was given: causal stream"
+    if fixed:
+        return False, "the model reads a fixed number of frames"
+    source = getattr(sequence, "source_path", None)
+    if source is not None and str(source).lower().endswith(tuple(VIDEO_EXTENSIONS)):
+        return False, "a video: causal stream"
+    if len(sequence) > MAX_STACK_FRAMES:
+        return False, f"more than {MAX_STACK_FRAMES} frames: causal stream"
+    focus = sequence.focus_distance_m
+    known = [f for f in focus if f is not None]
+    if len(known) == len(focus) and ramp_length(focus) != len(focus):
+        return False, "the focus list holds more than one sweep: causal stream"
+    return True, "a folder of frames holding one focus sweep: a static focal stack"
 
 
 def check_enough_frames(predictor: StreamingPredictor, num_frames: int, where) -> None:

@@ -41,6 +41,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
     far_to_near: Annotated[Optional[bool], typer.Option("--far-to-near/--near-to-far", help="Unknown focus only: the sweep order (default: near to far, or estimated with --stack-align).")] = None,
     stack_align: Annotated[bool, typer.Option(help="Static hand-held stack: pre-align all frames (focus breathing + homography) and estimate an unknown sweep direction.")] = False,
+    stack: Annotated[Optional[bool], typer.Option("--stack/--stream", help="--stack: every frame estimated from the whole input (a static focal stack); --stream: a causal window (video). Default: a folder holding one focus sweep is a stack, a video is streamed.")] = None,
     last_only: Annotated[bool, typer.Option("--last-only", help="Static focal stack: one estimate, for the last frame, with the whole stack as one window (unless --window); depth.png instead of depth.mp4.")] = False,
 ) -> None:
     """Metric depth and confidence for every frame; a side-by-side depth video; summary.json."""
@@ -57,7 +58,7 @@ def predict(
         device=device, window=window, align=align, max_pixels=max_pixels,
         extra_formats=tuple(format or ()), overwrite=overwrite, video=video, far_to_near=far_to_near, stack_align=stack_align,
         output_resolution=output_resolution, upsample=upsample, aif=aif, threads=threads, video_height_px=video_height,
-        max_slices=max_slices, last_only=last_only)
+        max_slices=max_slices, last_only=last_only, stack=stack)
     for warning in summary.get("warnings", []):
         print(f"focaldepth: warning: {warning}", file=sys.stderr)
     timing = summary["timing_s"]
