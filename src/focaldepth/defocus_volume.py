@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from focaldepth.classical import edge_aware_smooth, to_grey, window_mean
+from focaldepth.filters import gaussian_blur
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
 from focaldepth.render import fast_fft_size
 
@@ -258,7 +259,7 @@ def noise_floor(grey_linear: Tensor, window: int) -> Tensor:
     """``(B, 1, 1, 1)`` a cost level that sensor noise alone produces: twice the median over
     pixels of the windowed energy of each frame's finest-scale detail (a robust noise
     variance), per pair of frames."""
-    fine = grey_linear - kornia.filters.gaussian_blur2d(grey_linear, (5, 5), (1.0, 1.0), border_type="replicate")
+    fine = grey_linear - gaussian_blur(grey_linear, 5, 1.0, border_type="replicate")
     energy = window_mean(fine.flatten(0, 1)[:, None] ** 2, window).view(*grey_linear.shape)
     per_frame = energy.flatten(2).median(dim=2).values  # (B, S)
     pairs = max(grey_linear.shape[1] - 1, 1)

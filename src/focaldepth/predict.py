@@ -630,12 +630,12 @@ def guided_upsample(value: torch.Tensor, guide_small: torch.Tensor, guide_full: 
     the sharp intensity edges of the input instead of a working-pixel-wide bilinear ramp.
     Cost at the input resolution: two bilinear upsamplings and a multiply-add. The result is
     clamped to the range of ``value`` (no overshoot past the swept depths)."""
-    import kornia
+    from focaldepth.filters import box_blur
 
     size = 2 * radius_px + 1
 
     def box(image):
-        return kornia.filters.box_blur(image, (size, size), border_type="reflect")
+        return box_blur(image, size, border_type="reflect")
 
     mean_guide, mean_value = box(guide_small), box(value)
     covariance = box(guide_small * value) - mean_guide * mean_value

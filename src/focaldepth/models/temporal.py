@@ -53,15 +53,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focaldepth.warp import warp_to_current
+from focaldepth.filters import gaussian_blur
 from focaldepth.models.base import DepthModel, ModelInfo, check_inputs
 from focaldepth.models.registry import create, register_model
 from focaldepth.models.sweepnet import SweepNet
+from focaldepth.warp import warp_to_current
 
 #: Flow below this many pixels leaves the state where it is (``predict.STILL_FLOW_PX``).
 STILL_FLOW_PX = 0.5
@@ -115,8 +115,7 @@ def lowpass_grey(image: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` in [0, 1] -> low-passed grey ``(B, 1, H, W)`` (see LOWPASS_SIGMA_PX)."""
     grey = image.mean(dim=1, keepdim=True)
     size = 2 * math.ceil(2 * LOWPASS_SIGMA_PX) + 1
-    return kornia.filters.gaussian_blur2d(grey, (size, size), (LOWPASS_SIGMA_PX, LOWPASS_SIGMA_PX),
-                                          border_type="replicate")
+    return gaussian_blur(grey, size, LOWPASS_SIGMA_PX, border_type="replicate")
 
 
 def scene_cut(current_lowpass: torch.Tensor, previous_lowpass: torch.Tensor,
