@@ -348,16 +348,24 @@ def estimate_focus_order(magnification: np.ndarray) -> FocusOrder:
 # spread over the stack, registered at a smaller size: the trend needs only the scale.
 DIRECTION_MAX_FRAMES = 16
 DIRECTION_MAX_SIDE_PX = 480
+DIRECTION_MAX_SPAN = 64  # ... among the first this many frames (one sweep of a stack or a video)
 
 
 def estimate_sweep_direction(frames, count: int, max_frames: int = DIRECTION_MAX_FRAMES,
                              max_side_px: int = DIRECTION_MAX_SIDE_PX) -> FocusOrder:
     """The sweep direction of a stack with unknown focus distances from the breathing trend of
-    at most ``max_frames`` of its ``count`` frames (``frames``: any iterable of them, in order;
-    read once). Reported "unknown" when the trend is weak or not monotone, e.g. a moving camera
-    or several sweeps. The relative positions are those of the chosen frames."""
+    at most ``max_frames`` of its first ``min(count, DIRECTION_MAX_SPAN)`` frames (``frames``:
+    any iterable of them, in order; read once, up to the last one chosen). Reported "unknown"
+    when the trend is weak or not monotone, e.g. a moving camera or several sweeps. The
+    relative positions are those of the chosen frames."""
+    count = min(count, DIRECTION_MAX_SPAN)  # a long video: its start, not a second full decode
     chosen = set(np.unique(np.linspace(0, count - 1, min(count, max_frames)).round().astype(int)).tolist())
-    picked = [frame for index, frame in enumerate(frames) if index in chosen]
+    picked = []
+    for index, frame in enumerate(frames):
+        if index in chosen:
+            picked.append(frame)
+        if index >= count - 1:
+            break
     if len(picked) < 3:
         return FocusOrder("unknown", [0.5] * len(picked), 0.0, 0.0)
     alignment = estimate_stack_alignment(picked, max_side_px=max_side_px)
