@@ -340,20 +340,25 @@ def test_a_folder_with_one_sweep_is_a_stack_and_every_frame_gets_the_whole_stack
     np.testing.assert_allclose(depth[4], np.load(tmp_path / "streamed" / "depth" / "000004.npy"), rtol=1e-4)
 
 
-def test_videos_and_repeated_sweeps_are_streamed(tmp_path, model_file, sweep_folder):
+def test_repeated_sweeps_and_given_windows_are_streamed(tmp_path, model_file, sweep_folder):
     from focaldepth.predict import stack_mode
 
     folder, focus = sweep_folder  # two ramps
     summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
     assert summary["mode"] == "stream" and "more than one sweep" in summary["mode_reason"]
-    frames, _ = render_sweep(focus[:4])
     from focaldepth.io import load_sequence
     from focaldepth.io.sequence import write_sequence_video
 
-    write_sequence_video(tmp_path / "clip.mp4", frames, focus[:4], CAMERA)
+    frames, _ = render_sweep(focus)
+    write_sequence_video(tmp_path / "clip.mp4", frames, focus, CAMERA)
     clip = load_sequence(tmp_path / "clip.mp4", lazy=True)
     model = create("sweepnet_test")
-    assert stack_mode(clip, None, window=None, last_only=False, model=model) == (False, "a video: causal stream")
+    assert stack_mode(clip, None, window=None, last_only=False, model=model)[0] is False  # two ramps
     assert stack_mode(clip, True, window=None, last_only=False, model=model) == (True, "given")
+    assert stack_mode(clip, None, window=4, last_only=False, model=model)[0] is False
     with pytest.raises(UserError, match="exclude each other"):
         stack_mode(clip, True, window=None, last_only=True, model=model)
+    # a video of one sweep (a phone's focus sweep) is a stack too
+    write_sequence_video(tmp_path / "sweep.mp4", frames[:4], focus[:4], CAMERA)
+    one_sweep = load_sequence(tmp_path / "sweep.mp4", lazy=True)
+    assert stack_mode(one_sweep, None, window=None, last_only=False, model=model)[0] is True

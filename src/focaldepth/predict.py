@@ -1058,8 +1058,10 @@ def outputs_summary(predictor, formats, clip_formats, aif, threads, split_s, wal
     }
 
 
-# A folder of at most this many frames holding one sweep is read as a static focal stack.
+# An input of at most this many frames (and bytes of 8-bit pixels, held in memory) holding one
+# sweep is read as a focal stack (stack_mode).
 MAX_STACK_FRAMES = 64
+MAX_STACK_BYTES = 2**30
 
 
 def stack_mode(sequence, requested: bool | None, *, window: int | None, last_only: bool,
@@ -1067,10 +1069,11 @@ def stack_mode(sequence, requested: bool | None, *, window: int | None, last_onl
     """Whether ``predict`` estimates every frame from the whole input (a static focal stack:
     frame 0 then gets the same evidence as the last one, not a one-frame guess) or streams it
     through a causal window (video); and why. ``requested``: the user's choice, None = auto:
-    a stack when the input is a folder (or a dataset item), not a video, of at most
-    :data:`MAX_STACK_FRAMES` frames whose known focus distances form one sweep."""
-    from focaldepth.io.frames import VIDEO_EXTENSIONS
-
+    a stack when the input (a folder, a dataset item or a short video) has at most
+    :data:`MAX_STACK_FRAMES` frames and :data:`MAX_STACK_BYTES` of pixels, and its known focus
+    distances form one sweep. Such an input is a focal stack even when it was recorded as a
+    video (a phone's focus sweep), and even with motion the non-causal window holds more: each
+    frame sees the whole sweep, warped onto it, instead of the frames before it."""
     fixed = required_frames(model) is not None
     if requested is not None:
         if requested and fixed:
@@ -1085,16 +1088,16 @@ def stack_mode(sequence, requested: bool | None, *, window: int | None, last_onl
         return False, "a window was given: causal stream"
     if fixed:
         return False, "the model reads a fixed number of frames"
-    source = getattr(sequence, "source_path", None)
-    if source is not None and str(source).lower().endswith(tuple(VIDEO_EXTENSIONS)):
-        return False, "a video: causal stream"
     if len(sequence) > MAX_STACK_FRAMES:
         return False, f"more than {MAX_STACK_FRAMES} frames: causal stream"
+    height, width = sequence.size_hw
+    if len(sequence) * height * width * 3 > MAX_STACK_BYTES:
+        return False, f"more than {MAX_STACK_BYTES / 2**30:.0f} GiB of frames: causal stream"
     focus = sequence.focus_distance_m
     known = [f for f in focus if f is not None]
     if len(known) == len(focus) and ramp_length(focus) != len(focus):
         return False, "the focus list holds more than one sweep: causal stream"
-    return True, "a folder of frames holding one focus sweep: a static focal stack"
+    return True, "one focus sweep of at most 64 frames: a focal stack"
 
 
 def check_enough_frames(predictor: StreamingPredictor, num_frames: int, where) -> None:
