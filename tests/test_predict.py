@@ -358,7 +358,8 @@ def test_repeated_sweeps_and_given_windows_are_streamed(tmp_path, model_file, sw
     assert stack_mode(clip, None, window=4, last_only=False, model=model)[0] is False
     with pytest.raises(UserError, match="exclude each other"):
         stack_mode(clip, True, window=None, last_only=True, model=model)
-    # a video of one sweep (a phone's focus sweep) is a stack too
+    # a video of one sweep streams too (motion expected; --stack forces a stack)
     write_sequence_video(tmp_path / "sweep.mp4", frames[:4], focus[:4], CAMERA)
     one_sweep = load_sequence(tmp_path / "sweep.mp4", lazy=True)
-    assert stack_mode(one_sweep, None, window=None, last_only=False, model=model)[0] is True
+    assert stack_mode(one_sweep, None, window=None, last_only=False, model=model) == \
+        (False, "a video (motion expected): causal stream")
