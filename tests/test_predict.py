@@ -363,3 +363,23 @@ def test_repeated_sweeps_and_given_windows_are_streamed(tmp_path, model_file, sw
     one_sweep = load_sequence(tmp_path / "sweep.mp4", lazy=True)
     assert stack_mode(one_sweep, None, window=None, last_only=False, model=model) == \
         (False, "a video (motion expected): causal stream")
+
+
+def test_a_folder_whose_objects_move_streams(tmp_path, model_file):
+    """A moving object is no homography: such a folder is streamed (stacks did worse there)."""
+    focus = list(dioptric_ramp(0.45, 2.2, 5))
+    frames, _ = render_sweep(focus)
+    moving = frames.copy()
+    for i in range(5):  # a patch sliding 6 px a frame over a still background
+        patch = frames[i, 10:40, 10:40].copy()
+        moving[i] = frames[i]
+        moving[i, 14:44, 10 + 6 * i:40 + 6 * i] = patch
+    folder = tmp_path / "moving"
+    write_sequence(folder, moving, focus, CAMERA)
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
+    assert summary["mode"] == "stream" and "objects move" in summary["mode_reason"]
+    assert summary["stack_motion_px"] > 1.0 and summary["frames_read"] == 5
+    assert len(list((tmp_path / "out" / "depth").glob("*.npy"))) == 5
+    still = predict_sequence(folder, tmp_path / "forced", model=str(model_file), progress=False, video=False,
+                             stack=True)
+    assert still["mode"] == "stack"  # --stack: the user's call

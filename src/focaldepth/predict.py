@@ -338,6 +338,7 @@ class StreamingPredictor:
         forward = [self.aligner.displacement(grays[k], grays[k + 1]) if self.aligner else None
                    for k in range(count - 1)] + [None]  # frame k -> k + 1
         self.flows_computed += 2 * (count - 1) if self.aligner else 0
+        self._stream_window = self.window
         self.window, self._stack_focus = count, None
         # Unknown focus: the frames' positions along the sweep, as a stream would number them.
         saved, self.buffer = self.buffer, deque([(s, None, math.nan) for s in smalls], maxlen=count)
@@ -347,6 +348,31 @@ class StreamingPredictor:
                        "forward": forward, "pseudo_focus": pseudo,
                        "focus": [self._focus_value(f) for f in focus_distance_m],
                        "f_number": list(f_numbers) if f_numbers is not None else [None] * count}
+
+    def stack_motion_px(self) -> float:
+        """How much the loaded stack moves beyond a homography (hand shake and focus breathing
+        are homographies): the largest, over neighbouring frames, 95th percentile of the flow's
+        residual after a RANSAC homography fit, in working pixels; 0 without alignment. Static
+        cpu_test_v2 stacks score 0.13-0.81, its moving scenes 0.76-15, a real hand-held phone
+        stack 0.21."""
+        if self._stack is None or self.aligner is None:
+            return 0.0
+        worst = 0.0
+        ys, xs = np.mgrid[0:self.work_h:4, 0:self.work_w:4]
+        points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        for flow in self._stack["backward"][1:]:
+            moved = points + flow[ys.ravel(), xs.ravel()]
+            homography, _ = cv2.findHomography(points, moved, cv2.RANSAC, 1.0)
+            if homography is None:
+                return math.inf
+            residual = np.hypot(*(moved - cv2.perspectiveTransform(points[None], homography)[0]).T)
+            worst = max(worst, float(np.percentile(residual, 95)))
+        return worst
+
+    def unload_stack(self) -> None:
+        """Back to streaming after :meth:`load_stack` (e.g. the stack turned out to move)."""
+        if self._stack is not None:
+            self.window, self._stack, self._stack_focus = self._stream_window, None, None
 
     def submit_stack_frame(self, index: int) -> PendingPrediction:
         """Frame ``index`` of the loaded stack (:meth:`load_stack`), estimated from all of it:
@@ -843,14 +869,21 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
             depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
             outputs.put(index, frame, depth, result)
 
+        motion_px = None
         if use_stack:  # the whole stack in memory (at most MAX_STACK_FRAMES), then every frame
             start = time.perf_counter()
             stack_frames = list(frames)
             loaded = time.perf_counter()
             predictor.load_stack(stack_frames, sequence.focus_distance_m, sequence.f_number)
+            motion_px = predictor.stack_motion_px()
+            if stack_reason != "given" and motion_px > MAX_STACK_MOTION_PX:
+                predictor.unload_stack()
+                use_stack = False
+                stack_reason = (f"objects move ({motion_px:.1f} px beyond a homography between neighbouring "
+                                "frames): causal stream")
             split_s["decode"] += loaded - start
             split_s["predict"] += time.perf_counter() - loaded
-            frames_read = len(stack_frames)
+            frames_read = len(stack_frames) if use_stack else 0  # (streamed: counted as read below)
             frames = iter(stack_frames)
         try:
             for index, focus in enumerate(sequence.focus_distance_m):
@@ -889,7 +922,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
         summary.update(handheld)
         summary.update({"last_only": last_only, "frames_read": frames_read,
                         "mode": "stack" if use_stack else ("last frame" if last_only else "stream"),
-                        "mode_reason": stack_reason})
+                        "mode_reason": stack_reason,
+                        **({"stack_motion_px": round(motion_px, 3)} if motion_px is not None else {})})
         summary.update(outputs_summary(predictor, extra_formats, clip_formats, aif, thread_count,
                                        split_s, wall_s, len(latencies_s)))
         atomic_write_json(tmp / "summary.json", summary)
@@ -1062,6 +1096,9 @@ def outputs_summary(predictor, formats, clip_formats, aif, threads, split_s, wal
 # sweep is read as a focal stack (stack_mode).
 MAX_STACK_FRAMES = 64
 MAX_STACK_BYTES = 2**30
+# ... unless it moves more than this beyond a homography (StreamingPredictor.stack_motion_px):
+# moving scenes did worse as stacks (stack_mode), so they stream.
+MAX_STACK_MOTION_PX = 1.0
 
 
 def stack_mode(sequence, requested: bool | None, *, window: int | None, last_only: bool,
