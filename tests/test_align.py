@@ -125,3 +125,11 @@ def test_real_phone_stack_breathing_says_far_to_near():
     assert align.estimate_focus_order(result.magnification).direction == "far_to_near"
     assert align.mean_abs_gray_difference(aligned, result.reference) < 0.6 * align.mean_abs_gray_difference(
         frames, result.reference)
+
+
+def test_a_still_transform_leaves_the_frame_untouched():
+    frame = (np.random.default_rng(0).uniform(0, 255, (40, 60, 3))).astype(np.uint8)
+    nearly = np.array([[1.0, 0, 0.2], [0, 1.0, -0.1], [0, 0, 1.0]])  # corners move < 0.5 px
+    assert align.warp_to_reference(frame, nearly) is frame
+    moved = np.array([[1.0, 0, 2.0], [0, 1.0, 0.0], [0, 0, 1.0]])
+    assert not np.array_equal(align.warp_to_reference(frame, moved), frame)

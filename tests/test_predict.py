@@ -257,10 +257,15 @@ def test_unknown_focus_takes_the_sweep_direction_from_breathing_without_stack_al
             write_image(folder / f"{rank}.png", cv2.warpPerspective(frames[i], warp, (96, 64), flags=cv2.INTER_CUBIC,
                                                                     borderMode=cv2.BORDER_REFLECT))
         summary = predict_sequence(folder, tmp_path / f"out_{name}", model=str(model_file), progress=False,
-                                   video=False)
+                                   video=False, stack_align=False)
         assert summary["sweep_direction"] == name
         assert summary["sweep_direction_source"] == "estimated from focus breathing"
-        assert "stack_alignment" not in summary  # frames are not pre-aligned without the flag
+        assert "stack_alignment" not in summary  # frames are not pre-aligned with --no-stack-align
+        # by default a stack that visibly moves (4 % of breathing) is aligned first, automatically
+        auto = predict_sequence(folder, tmp_path / f"auto_{name}", model=str(model_file), progress=False,
+                                video=False)
+        assert auto["stack_alignment"]["mode"] == "auto" and auto["stack_alignment"]["applied"] is True
+        assert auto["sweep_direction"] == name
 
 
 def test_cli_no_meta_folder_warns_on_one_line(tmp_path):
@@ -321,6 +326,7 @@ def test_a_folder_with_one_sweep_is_a_stack_and_every_frame_gets_the_whole_stack
     write_sequence(folder, frames, focus, CAMERA)
     summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
     assert summary["mode"] == "stack" and "one focus sweep" in summary["mode_reason"]
+    assert summary["stack_alignment"]["applied"] is False  # a tripod stack: pixels left alone
     depth = [np.load(tmp_path / "out" / "depth" / f"{i:06d}.npy") for i in range(5)]
     # frame 0 is estimated from all five frames (streamed, it is a one-frame guess) ...
     assert np.load(tmp_path / "out" / "confidence" / "000000.npy").max() > 0.0

@@ -249,10 +249,19 @@ def estimate_stack_alignment(frames: np.ndarray | list[np.ndarray], reference: i
                           methods=methods)
 
 
+# A transform that moves no image corner by more than this is left alone (as the streaming
+# flow leaves sub-half-pixel motion): resampling would blur away the focus cue for nothing.
+STILL_CORNER_PX = 0.5
+
+
 def warp_to_reference(frame: np.ndarray, homography: np.ndarray) -> np.ndarray:
     """Frame resampled onto the reference (``homography``: reference pixel -> frame pixel),
-    bicubic, borders replicated."""
+    bicubic, borders replicated; the frame itself when the transform is within
+    :data:`STILL_CORNER_PX` of the identity (a tripod)."""
     height, width = frame.shape[:2]
+    corners = image_corners(height, width)
+    if np.linalg.norm(apply_homography(homography, corners) - corners, axis=1).max() <= STILL_CORNER_PX:
+        return frame
     return cv2.warpPerspective(frame, homography, (width, height),
                                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
@@ -387,13 +396,28 @@ def mean_abs_gray_difference(frames: np.ndarray, reference: int, border_fraction
 # --- the predict hook --------------------------------------------------------------------------
 
 
-def prepare_handheld(sequence, *, stack_align: bool = False, far_to_near: bool | None = None):
+# Automatic stack alignment (predict on a static stack) applies the transforms only if some
+# frame's corners move by more than this fraction of the image diagonal: ECC reads up to ~1 % of
+# motion into tripod stacks (0.2-1.4 px at 128 px), and resampling those frames cost accuracy.
+AUTO_ALIGN_MIN_MOTION_FRACTION = 0.015
+
+
+def largest_corner_motion_px(alignment: StackAlignment) -> float:
+    """How far, in pixels, the alignment moves the image corners of its most moved frame."""
+    corners = image_corners(*alignment.size_hw)
+    return float(max(np.linalg.norm(apply_homography(h, corners) - corners, axis=1).max()
+                     for h in alignment.homographies))
+
+
+def prepare_handheld(sequence, *, stack_align: bool | str = False, far_to_near: bool | None = None):
     """What ``predict`` does to a sequence before streaming it; returns ``(sequence,
     far_to_near, report)``. An unknown camera makes the depth relative (the focus list is
     dropped: without a lens, blur says nothing in metres). ``stack_align`` (static stacks)
     aligns every frame onto the reference frame (breathing + homography) and, when focus
     distances are unknown and ``far_to_near`` is None, takes the sweep direction from the
-    breathing trend. ``report`` goes into summary.json."""
+    breathing trend; ``"auto"`` does so only when the stack visibly moves (a hand-held stack:
+    :data:`AUTO_ALIGN_MIN_MOTION_FRACTION`), and leaves a tripod stack's pixels alone.
+    ``report`` goes into summary.json."""
     from dataclasses import replace
 
     report: dict = {"camera_known": bool(getattr(sequence, "camera_known", True)),
@@ -411,10 +435,21 @@ def prepare_handheld(sequence, *, stack_align: bool = False, far_to_near: bool |
     if stack_align:
         frames = sequence.load().frames
         aligned, alignment, report["stack_alignment"] = align_stack(frames)
-        report["stack_alignment"]["mean_abs_gray_difference_to_reference"] = {
-            "before": round(mean_abs_gray_difference(frames, alignment.reference), 3),
-            "after": round(mean_abs_gray_difference(aligned, alignment.reference), 3)}
-        sequence = replace(sequence, frames=aligned)
+        motion_px = largest_corner_motion_px(alignment)
+        diagonal_px = math.hypot(*alignment.size_hw)
+        applied = stack_align != "auto" or motion_px > AUTO_ALIGN_MIN_MOTION_FRACTION * diagonal_px
+        report["stack_alignment"].update({
+            "mode": "given" if stack_align != "auto" else "auto", "applied": bool(applied),
+            "largest_corner_motion_px": round(motion_px, 2),
+            "why": "given" if stack_align != "auto" else
+            (f"the stack moves (corners up to {motion_px:.1f} px, more than "
+             f"{AUTO_ALIGN_MIN_MOTION_FRACTION:.1%} of the diagonal): hand-held" if applied else
+             f"the stack holds still (corners within {motion_px:.1f} px): frames left as they are")})
+        if applied:
+            report["stack_alignment"]["mean_abs_gray_difference_to_reference"] = {
+                "before": round(mean_abs_gray_difference(frames, alignment.reference), 3),
+                "after": round(mean_abs_gray_difference(aligned, alignment.reference), 3)}
+            sequence = replace(sequence, frames=aligned)
         order = estimate_focus_order(alignment.magnification)
         report["focus_order_estimate"] = order.to_dict()
         if relative and far_to_near is None and order.direction != "unknown":

@@ -754,7 +754,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                      device: str = "cpu", window: int | None = None, align: bool = True,
                      max_pixels: int | None = None, extra_formats: tuple[str, ...] = (),
                      overwrite: bool = False, video: bool = True, progress: bool = True,
-                     far_to_near: bool | None = None, stack_align: bool = False,
+                     far_to_near: bool | None = None, stack_align: bool | None = None,
                      output_resolution: str = "input", upsample: str = "guided", aif: bool = False,
                      threads: int | None = None, video_height_px: int = VIDEO_HEIGHT_PX,
                      max_slices: int | None = MAX_SLICES, last_only: bool = False,
@@ -764,7 +764,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     unknown), ``confidence/NNNNNN.npy`` ([0, 1]), ``depth.mp4`` (input | depth with one fixed
     colour range for the clip), ``summary.json``; ``extra_formats`` adds ``png16``/``exr``.
     ``stack_align``: a static hand-held stack, pre-aligned (focus breathing + homography) and
-    its sweep direction estimated when unknown (:func:`focaldepth.align.prepare_handheld`).
+    its sweep direction estimated when unknown (:func:`focaldepth.align.prepare_handheld`);
+    None = automatic: a static-stack candidate (:func:`stack_candidate`) is aligned if it
+    visibly moves, with flow alignment on (``align``).
     ``extra_formats`` may also hold a one-file-per-clip format, ``npz16`` or ``h5`` (float16
     depth and confidence of the whole clip, compressed; :class:`ClipWriter`), which then
     replaces the per-frame ``.npy`` files. ``output_resolution``: ``input`` or ``working``;
@@ -795,6 +797,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     # NAME:PATH[#ITEM] of a published dataset (focaldepth.datasets), else a folder or video
     sequence = load_adapter_sequence(input_path) if is_adapter_spec(input_path) else \
         load_sequence(input_path, meta_path, lazy=True)
+    if stack_align is None:
+        stack_align = "auto" if align and stack is not False and stack_candidate(sequence)[0] else False
     sequence, far_to_near, handheld = prepare_handheld(sequence, stack_align=stack_align, far_to_near=far_to_near)
     depth_model = load_model(model, device)
     if not (getattr(sequence, "camera_known", True) and all(f is not None for f in sequence.focus_distance_m)):
@@ -1112,8 +1116,6 @@ def stack_mode(sequence, requested: bool | None, *, window: int | None, last_onl
     warped from far along the sweep hurt more than they help (on the moving cpu_test_v2 scenes,
     one 10-frame sweep each, mean AbsRel over the frames 0.886 as a stack against 0.527
     streamed; static scenes: 0.294 against 0.414)."""
-    from focaldepth.io.frames import VIDEO_EXTENSIONS
-
     fixed = required_frames(model) is not None
     if requested is not None:
         if requested and fixed:
@@ -1128,6 +1130,15 @@ def stack_mode(sequence, requested: bool | None, *, window: int | None, last_onl
         return False, "a window was given: causal stream"
     if fixed:
         return False, "the model reads a fixed number of frames"
+    return stack_candidate(sequence)
+
+
+def stack_candidate(sequence) -> tuple[bool, str]:
+    """Whether an input looks like a static focal stack by its form (see :func:`stack_mode`):
+    a folder or dataset item, not a video, of at most :data:`MAX_STACK_FRAMES` frames and
+    :data:`MAX_STACK_BYTES` of pixels, whose known focus distances form one sweep."""
+    from focaldepth.io.frames import VIDEO_EXTENSIONS
+
     source = getattr(sequence, "source_path", None)
     if source is not None and str(source).lower().endswith(tuple(VIDEO_EXTENSIONS)):
         return False, "a video (motion expected): causal stream"

@@ -40,7 +40,7 @@ def predict(
     video: Annotated[bool, typer.Option(help="Write depth.mp4.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
     far_to_near: Annotated[Optional[bool], typer.Option("--far-to-near/--near-to-far", help="Unknown focus only: the sweep order (default: near to far, or estimated with --stack-align).")] = None,
-    stack_align: Annotated[bool, typer.Option(help="Static hand-held stack: pre-align all frames (focus breathing + homography) and estimate an unknown sweep direction.")] = False,
+    stack_align: Annotated[Optional[bool], typer.Option("--stack-align/--no-stack-align", help="Static hand-held stack: pre-align all frames (focus breathing + homography) and estimate an unknown sweep direction. Default: automatic for a static-stack folder, applied when its frames visibly move.")] = None,
     stack: Annotated[Optional[bool], typer.Option("--stack/--stream", help="--stack: every frame estimated from the whole input (a static focal stack); --stream: a causal window (video). Default: a folder of at most 64 frames holding one focus sweep that moves by no more than a homography is a stack; videos and moving scenes stream.")] = None,
     last_only: Annotated[bool, typer.Option("--last-only", help="Static focal stack: one estimate, for the last frame, with the whole stack as one window (unless --window); depth.png instead of depth.mp4.")] = False,
 ) -> None:
