@@ -449,7 +449,8 @@ def prepare_handheld(sequence, *, stack_align: bool | str = False, far_to_near: 
             report["stack_alignment"]["mean_abs_gray_difference_to_reference"] = {
                 "before": round(mean_abs_gray_difference(frames, alignment.reference), 3),
                 "after": round(mean_abs_gray_difference(aligned, alignment.reference), 3)}
-            sequence = replace(sequence, frames=aligned)
+        # Decoded either way: keep them (a tripod stack is not read from disk a second time).
+        sequence = replace(sequence, frames=aligned if applied else frames)
         order = estimate_focus_order(alignment.magnification)
         report["focus_order_estimate"] = order.to_dict()
         if relative and far_to_near is None and order.direction != "unknown":

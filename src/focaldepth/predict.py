@@ -326,13 +326,7 @@ class StreamingPredictor:
         count = len(frames_rgb8)
         if count != len(focus_distance_m):
             raise ValueError(f"load_stack: {count} frames but {len(focus_distance_m)} focus distances")
-        smalls, grays = [], []
-        for frame in frames_rgb8:
-            if frame.shape[:2] != (self.height, self.width):
-                raise UserError(f"frame is {frame.shape[1]}x{frame.shape[0]}, expected {self.width}x{self.height}")
-            small = cv2.resize(frame, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
-            smalls.append(small)
-            grays.append(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        smalls, grays = zip(*(self._working_copies(frame) for frame in frames_rgb8))
         backward = [None] + [self.aligner.displacement(grays[k], grays[k - 1]) if self.aligner else None
                              for k in range(1, count)]  # frame k -> k - 1
         forward = [self.aligner.displacement(grays[k], grays[k + 1]) if self.aligner else None
@@ -341,9 +335,7 @@ class StreamingPredictor:
         self._stream_window = self.window
         self.window, self._stack_focus = count, None
         # Unknown focus: the frames' positions along the sweep, as a stream would number them.
-        saved, self.buffer = self.buffer, deque([(s, None, math.nan) for s in smalls], maxlen=count)
-        pseudo = self._window_focus() if not self.metric else None
-        self.buffer = saved
+        pseudo = None if self.metric else self._relative_focus(count)
         self._stack = {"small": smalls, "gray": grays, "full": list(frames_rgb8), "backward": backward,
                        "forward": forward, "pseudo_focus": pseudo,
                        "focus": [self._focus_value(f) for f in focus_distance_m],
@@ -403,11 +395,7 @@ class StreamingPredictor:
 
     def _buffer(self, frame_rgb8: np.ndarray, focus_distance_m: float | None, f_number: float | None) -> None:
         """The window's bookkeeping for a new frame: resize, flow to the previous frame, buffers."""
-        if frame_rgb8.shape[:2] != (self.height, self.width):
-            raise UserError(f"frame is {frame_rgb8.shape[1]}x{frame_rgb8.shape[0]}, expected "
-                            f"{self.width}x{self.height}")
-        small = cv2.resize(frame_rgb8, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
-        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        small, gray = self._working_copies(frame_rgb8)
         if self.aligner is not None and self.buffer and self.window > 1:
             if len(self.displacements) != len(self.buffer):  # frames put into the buffer directly
                 kept_frames = list(self.buffer)[1:] if len(self.buffer) == self.window else list(self.buffer)
@@ -435,6 +423,14 @@ class StreamingPredictor:
         if self.want_aif and self.output_resolution == "input":
             self.full_frames.append(frame_rgb8)
 
+    def _working_copies(self, frame_rgb8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A frame on the working grid, in colour and grey (a frame of the wrong size is an error)."""
+        if frame_rgb8.shape[:2] != (self.height, self.width):
+            raise UserError(f"frame is {frame_rgb8.shape[1]}x{frame_rgb8.shape[0]}, expected "
+                            f"{self.width}x{self.height}")
+        small = cv2.resize(frame_rgb8, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
+        return small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+
     def reset_state(self) -> None:
         """Forget a stateful model's state (e.g. at a known scene cut); the window is kept.
         Takes effect after the frames already submitted."""
@@ -455,7 +451,11 @@ class StreamingPredictor:
             return focus
         if self._stack_focus is not None:  # a stack's frames, reordered: their own positions
             return list(self._stack_focus)
-        count = len(focus)
+        return self._relative_focus(len(focus))
+
+    def _relative_focus(self, count: int) -> list[float]:
+        """Stand-in focus distances of the newest ``count`` frames of a window of unknown focus:
+        evenly spaced in dioptres along the sweep direction."""
         near_dpt, far_dpt = 1.0 / RELATIVE_NEAR_M, 1.0 / RELATIVE_FAR_M
         if self.far_to_near:
             near_dpt, far_dpt = far_dpt, near_dpt
