@@ -346,6 +346,69 @@ def test_a_folder_with_one_sweep_is_a_stack_and_every_frame_gets_the_whole_stack
     np.testing.assert_allclose(depth[4], np.load(tmp_path / "streamed" / "depth" / "000004.npy"), rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["sweepnet_test", "sweepnet_physics_test", "sweepnet_temporal_test", "classical",
+                                  "defocus_volume"])
+def test_order_equivariant_models_only_reorder_their_per_frame_outputs(name):
+    """What a still stack relies on to observe its frames once (hold_stack_still)."""
+    from focaldepth.models.base import order_equivariant
+    from focaldepth.predict import PER_FRAME_OUTPUTS, load_model
+
+    model = load_model(name) if name in ("classical", "defocus_volume") else create(name).eval()
+    assert order_equivariant(model)
+    focus = list(dioptric_ramp(0.45, 2.2, 5))
+    frames = torch.from_numpy(render_sweep(focus)[0]).permute(0, 3, 1, 2).float().div(255)[None]
+    camera = torch.tensor([[CAMERA.focal_length_m, CAMERA.f_number, CAMERA.pixel_pitch_m]])
+    order = [3, 0, 4, 1, 2]
+    with torch.no_grad():
+        plain = model(frames, torch.tensor([focus], dtype=torch.float32), camera)
+        shuffled = model(frames[:, order], torch.tensor([[focus[i] for i in order]], dtype=torch.float32), camera)
+    for key in ("depth_m", "confidence"):
+        torch.testing.assert_close(shuffled[key], plain[key], rtol=1e-4, atol=1e-5)
+    for key in set(PER_FRAME_OUTPUTS) & set(plain):
+        torch.testing.assert_close(shuffled[key], plain[key][:, order], rtol=1e-4, atol=1e-5)
+    assert not order_equivariant(create("lstm_ddff_test"))  # a recurrent model reads the order
+
+
+def test_a_tripod_stack_is_observed_once_with_the_same_depth(tmp_path, model_file):
+    from focaldepth.models import load
+
+    focus = list(dioptric_ramp(0.45, 2.2, 5))
+    frames, _ = render_sweep(focus)
+    folder = tmp_path / "stack"
+    write_sequence(folder, frames, focus, CAMERA)
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
+    assert summary["mode"] == "stack" and summary["stack_still"] is True
+    assert summary["observations_computed"] == 1
+    depth = {}
+    for hold in (False, True):  # every window observed, or one observation reordered
+        predictor = StreamingPredictor(load(model_file), CAMERA, focus, 64, 96, align=False)
+        predictor.load_stack(list(frames), focus)
+        if hold:
+            predictor.hold_stack_still()
+        depth[hold] = [predictor.submit_stack_frame(i).result().depth_m for i in range(5)]
+        assert predictor.observations_computed == (1 if hold else 5)
+    for i in range(5):
+        np.testing.assert_allclose(depth[True][i], depth[False][i], rtol=1e-5)
+        np.testing.assert_allclose(np.load(tmp_path / "out" / "depth" / f"{i:06d}.npy"), depth[True][i], rtol=1e-5)
+
+
+def test_a_tripod_stack_longer_than_max_slices_is_observed_once(tmp_path, model_file):
+    focus = list(dioptric_ramp(0.45, 2.2, 7))
+    frames, truth = render_sweep(focus)
+    folder = tmp_path / "stack"
+    write_sequence(folder, frames, focus, CAMERA)
+    summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False,
+                               max_slices=4, aif=True)
+    assert summary["stack_still"] is True and summary["observations_computed"] == 1
+    for i in range(7):  # frames outside the four slices get depth (and an all-in-focus image) too
+        depth = np.load(tmp_path / "out" / "depth" / f"{i:06d}.npy")
+        assert depth.shape == truth.shape and np.isfinite(depth).all()
+        assert (tmp_path / "out" / "aif" / f"{i:06d}.png").exists()
+    moving = predict_sequence(folder, tmp_path / "streamed", model=str(model_file), progress=False, video=False,
+                              stack=False)
+    assert "stack_still" not in moving  # a stream is never held
+
+
 def test_repeated_sweeps_and_given_windows_are_streamed(tmp_path, model_file, sweep_folder):
     from focaldepth.predict import stack_mode
 

@@ -272,6 +272,8 @@ class ClassicalDFF(DepthModel):
         paper="Nayar & Nakagawa, Shape from Focus, IEEE PAMI 1994 (sum-modified-Laplacian, "
         "Gaussian interpolation); guided filter: He et al., ECCV 2010",
     )
+    #: Slices are sorted by focus before the peak search (models.base.order_equivariant).
+    frame_order_equivariant = True
 
     def __init__(
         self,

@@ -359,6 +359,8 @@ class DefocusVolume(DepthModel):
         consumes="stack_any", uses_focus_distance=True, uses_camera=True,
         paper="relative-blur plane sweep (Subbarao 1988 relative blur; plane sweep over depth as in "
               "DDFS, Fujimura et al., IJCV 2024); focaldepth implementation")
+    #: Frames are sorted by focus into pairs (models.base.order_equivariant).
+    frame_order_equivariant = True
 
     def __init__(self, num_hypotheses: int = 32, window: int = 7, smooth: bool = True, **options):
         super().__init__()

@@ -32,6 +32,7 @@ from focaldepth.models.base import (
     camera_tensor,
     run_model,
     single_thread_cpu,
+    order_equivariant,
     takes_frame_f_number,
 )
 from focaldepth.optics import Camera
@@ -152,6 +153,13 @@ def working_scale(camera: Camera, focus_distance_m: list[float | None], height: 
 # slices the shipped models were trained on (data.num_frames).
 MAX_SLICES = 10
 STILL_FLOW_PX = 0.5  # flow below this is treated as no motion (see FlowAligner.align)
+# A static-stack folder whose neighbouring frames' flows average at most this (working pixels)
+# is a tripod stack: its frames are not warped and each set of frames is observed once
+# (StreamingPredictor.hold_stack_still). cpu_test_v2: tripod stacks 0.08-0.22, moving 0.69-14.
+STILL_STACK_MEAN_FLOW_PX = 0.4
+# Model outputs with one entry per frame of the window along dim 1 (reordered when a still
+# stack's observation is reused for another window).
+PER_FRAME_OUTPUTS = ("focus_weights", "coc_px")
 
 
 class FlowAligner:
@@ -287,6 +295,11 @@ class StreamingPredictor:
         self.scene_cuts = 0
         self._stack: dict | None = None  # set by load_stack
         self._stack_focus: list[float] | None = None
+        # A still stack (hold_stack_still): the stack indices of the current window, and the
+        # observations already made of a set of its frames, by that set.
+        self._window_sources: list[int] | None = None
+        self._observations: dict | None = None
+        self.observations_computed = 0
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -361,10 +374,39 @@ class StreamingPredictor:
             worst = max(worst, float(np.percentile(residual, 95)))
         return worst
 
+    def stack_still_px(self) -> float:
+        """How much the loaded stack's pixels move at all: the largest, over neighbouring
+        frames, mean length of the flow, in working pixels (0 without alignment). Tripod
+        stacks of cpu_test_v2 score 0.08-0.22 (DIS reacting to the change of blur), its moving
+        scenes 0.69-14."""
+        if self._stack is None or self.aligner is None:
+            return 0.0
+        return max((float(np.hypot(flow[..., 0], flow[..., 1]).mean()) for flow in self._stack["backward"][1:]),
+                   default=0.0)
+
+    def hold_stack_still(self) -> None:
+        """Treat the loaded stack as still (a tripod): no frame is warped, so every frame's
+        window holds the same frames in another order, and the model, which is equivariant to
+        the order of its frames, observes each set of frames once; its per-frame outputs are
+        reordered for each window. The temporal filter and the upsampling still run per frame.
+        On the 10 tripod stacks of cpu_test_v2 dropping the warps left the mean AbsRel over
+        all frames' maps at 0.2934 (0.2935 warped)."""
+        if self._stack is None:
+            raise RuntimeError("hold_stack_still: call load_stack first")
+        stack = self._stack
+        stack["still"] = True
+        # The same slices for every frame (at most max_slices, spread over the focus range), so
+        # that a stack longer than max_slices is also observed once: without warps, depth is
+        # in every frame's coordinates whether or not that frame is among them.
+        focus = stack["focus"] if self.metric else stack["pseudo_focus"]
+        stack["selection"] = set(select_slices(focus, self.max_slices))
+        self._observations = {}
+
     def unload_stack(self) -> None:
         """Back to streaming after :meth:`load_stack` (e.g. the stack turned out to move)."""
         if self._stack is not None:
             self.window, self._stack, self._stack_focus = self._stream_window, None, None
+            self._window_sources, self._observations = None, None
 
     def submit_stack_frame(self, index: int) -> PendingPrediction:
         """Frame ``index`` of the loaded stack (:meth:`load_stack`), estimated from all of it:
@@ -375,7 +417,7 @@ class StreamingPredictor:
             raise RuntimeError("submit_stack_frame: call load_stack first")
         count = len(stack["small"])
         displacement: dict[int, np.ndarray | None] = {}
-        if self.aligner is not None:
+        if self.aligner is not None and not stack.get("still"):
             for i in range(index - 1, -1, -1):  # chained backwards: index -> i + 1 -> i
                 displacement[i] = stack["backward"][i + 1] if i == index - 1 else \
                     self.aligner.compose(displacement[i + 1], stack["backward"][i + 1])
@@ -383,6 +425,7 @@ class StreamingPredictor:
                 displacement[i] = stack["forward"][i - 1] if i == index + 1 else \
                     self.aligner.compose(displacement[i - 1], stack["forward"][i - 1])
         order = [i for i in range(count) if i != index] + [index]
+        self._window_sources = order
         self.buffer = deque([(stack["small"][i], stack["gray"][i], stack["focus"][i]) for i in order], maxlen=count)
         self.displacements = deque([displacement.get(i) for i in order[:-1]] + [None], maxlen=count)
         self.f_numbers = deque([stack["f_number"][i] for i in order], maxlen=count)
@@ -534,10 +577,18 @@ class StreamingPredictor:
                 self.state = None  # nothing to carry across a frame without an estimate
                 return fallback
             return finish_fallback
-        indices = select_slices(focus, self.max_slices)
+        indices = self._still_selection() if self._observations is not None else \
+            select_slices(focus, self.max_slices)
         frames = torch.from_numpy(self._aligned_window(indices)).to(self.device)
         frames = frames.permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
         focus_t = torch.tensor([[focus[i] for i in indices]], dtype=torch.float32, device=self.device)
+        # The current frame goes last; a still stack's fixed slices may leave it out (it is
+        # then only the filter's image and the upsampling's guide; its focus, the filter's phase).
+        if indices[-1] == count - 1:
+            current, step_focus = frames[:, -1], focus_t
+        else:
+            current = torch.from_numpy(self.buffer[-1][0]).to(self.device).permute(2, 0, 1).float().div(255.0)[None]
+            step_focus = torch.cat([focus_t, torch.tensor([[focus[-1]]], dtype=torch.float32, device=self.device)], 1)
         camera = camera_tensor([self.camera], device=self.device)
         fill = min(1.0, count / self.window)
         # What finishing reads of the buffers, as they are now (the next frame changes them).
@@ -547,7 +598,7 @@ class StreamingPredictor:
             if self.stateful:
                 flow = None if self.last_flow_px is None else \
                     torch.from_numpy(np.ascontiguousarray(self.last_flow_px)).permute(2, 0, 1)[None].to(self.device)
-                observed = self.model.observe(frames, focus_t, camera) \
+                observed = self._observed(indices, lambda: self.model.observe(frames, focus_t, camera)) \
                     if hasattr(self.model, "step_observed") else None
 
                 def finish() -> FramePrediction:
@@ -555,19 +606,42 @@ class StreamingPredictor:
                         outputs, self.state = self.model.step(self.state, frames, focus_t, camera,
                                                               flow_to_previous_px=flow, window_fill=fill)
                     else:
-                        outputs, self.state = self.model.step_observed(self.state, observed, frames[:, -1], focus_t,
+                        outputs, self.state = self.model.step_observed(self.state, observed, current, step_focus,
                                                                        flow_to_previous_px=flow, window_fill=fill)
                     self.scene_cuts += int(outputs["scene_cut"].sum())
-                    return self._finish(outputs, frames, indices, count, fill, snapshot, current_full)
+                    return self._finish(outputs, frames, indices, count, fill, snapshot, current_full, current)
                 return finish
             f_number = torch.tensor([[self._window_f_numbers()[i] for i in indices]],
                                     dtype=torch.float32, device=self.device) \
                 if self.frame_f_number else None
-            outputs = self._run_padded(frames, focus_t, camera, f_number)
-        return lambda: self._finish(outputs, frames, indices, count, fill, snapshot, current_full)
+            outputs = self._observed(indices, lambda: self._run_padded(frames, focus_t, camera, f_number))
+        return lambda: self._finish(outputs, frames, indices, count, fill, snapshot, current_full, current)
+
+    def _still_selection(self) -> list[int]:
+        """A still stack's window positions of its fixed slices (:meth:`hold_stack_still`)."""
+        chosen = self._stack["selection"]
+        return [position for position, source in enumerate(self._window_sources) if source in chosen]
+
+    def _observed(self, indices: list[int], observe: Callable[[], dict]) -> dict:
+        """``observe()``, or, for a still stack (:meth:`hold_stack_still`), the observation of
+        the same frames made for an earlier window, its per-frame outputs reordered to this
+        window's order."""
+        if self._observations is None or self._window_sources is None:
+            self.observations_computed += 1
+            return observe()
+        sources = [self._window_sources[i] for i in indices]
+        key = frozenset(sources)
+        if key not in self._observations:
+            self.observations_computed += 1
+            self._observations[key] = (sources, observe())
+            return self._observations[key][1]
+        made_for, outputs = self._observations[key]
+        order = [made_for.index(source) for source in sources]
+        return {name: value[:, order] if name in PER_FRAME_OUTPUTS and torch.is_tensor(value) else value
+                for name, value in outputs.items()}
 
     def _finish(self, outputs: dict, frames: torch.Tensor, indices: list[int], count: int, fill: float,
-                snapshot: tuple | None, current_full: np.ndarray) -> FramePrediction:
+                snapshot: tuple | None, current_full: np.ndarray, current: torch.Tensor) -> FramePrediction:
         """Depth and confidence at the output resolution (and the all-in-focus image) from the
         model's outputs on the working grid."""
         inverse_depth = 1.0 / outputs["depth_m"].clamp_min(1e-6)
@@ -579,7 +653,7 @@ class StreamingPredictor:
         if self.out_hw == (self.work_h, self.work_w):
             return FramePrediction(self._upsample(1.0 / inverse_depth), self._upsample(confidence), count, aif)
         if self.upsample == "guided":
-            small_grey = frames[0, -1].mean(dim=0, keepdim=True)[None].cpu()
+            small_grey = current[0].mean(dim=0, keepdim=True)[None].cpu()
             full_grey = torch.from_numpy(cv2.cvtColor(current_full, cv2.COLOR_RGB2GRAY))
             full_grey = full_grey.float().div(255.0)[None, None]
             upsampled = guided_upsample(inverse_depth.float().cpu(), small_grey, full_grey)
@@ -873,7 +947,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
             depth = result.depth_m if predictor.metric else relative_inverse_depth(result.depth_m)
             outputs.put(index, frame, depth, result)
 
-        motion_px = None
+        motion_px, still = None, False
         if use_stack:  # the whole stack in memory (at most MAX_STACK_FRAMES), then every frame
             start = time.perf_counter()
             stack_frames = list(frames)
@@ -885,6 +959,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                 use_stack = False
                 stack_reason = (f"objects move ({motion_px:.1f} px beyond a homography between neighbouring "
                                 "frames): causal stream")
+            elif still_stack(predictor, depth_model, handheld):
+                predictor.hold_stack_still()
+                still = True
             split_s["decode"] += loaded - start
             split_s["predict"] += time.perf_counter() - loaded
             frames_read = len(stack_frames) if use_stack else 0  # (streamed: counted as read below)
@@ -927,7 +1004,9 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
         summary.update({"last_only": last_only, "frames_read": frames_read,
                         "mode": "stack" if use_stack else ("last frame" if last_only else "stream"),
                         "mode_reason": stack_reason,
-                        **({"stack_motion_px": round(motion_px, 3)} if motion_px is not None else {})})
+                        **({"stack_motion_px": round(motion_px, 3), "stack_still": still,
+                            "observations_computed": predictor.observations_computed}
+                           if motion_px is not None else {})})
         summary.update(outputs_summary(predictor, extra_formats, clip_formats, aif, thread_count,
                                        split_s, wall_s, len(latencies_s)))
         atomic_write_json(tmp / "summary.json", summary)
@@ -1131,6 +1210,16 @@ def stack_mode(sequence, requested: bool | None, *, window: int | None, last_onl
     if fixed:
         return False, "the model reads a fixed number of frames"
     return stack_candidate(sequence)
+
+
+def still_stack(predictor: StreamingPredictor, model, handheld: dict) -> bool:
+    """Whether a loaded static stack is held still (:meth:`StreamingPredictor.hold_stack_still`):
+    its pixels barely move (:data:`STILL_STACK_MEAN_FLOW_PX`), no hand-held alignment was
+    applied (its residual motion is parallax, which the flow still follows), and the model's
+    depth does not depend on the order of its frames."""
+    aligned = bool(handheld.get("stack_alignment", {}).get("applied"))
+    return (not aligned and order_equivariant(model)
+            and predictor.stack_still_px() <= STILL_STACK_MEAN_FLOW_PX)
 
 
 def stack_candidate(sequence) -> tuple[bool, str]:

@@ -63,6 +63,15 @@ def check_inputs(frames: torch.Tensor, focus_distance_m: torch.Tensor, camera: t
         raise ValueError(f"frames: this model takes exactly {num_frames} slices, got {slices}")
 
 
+def order_equivariant(model: nn.Module) -> bool:
+    """Whether reordering ``model``'s frames (with their focus distances) only reorders its
+    per-frame outputs and leaves depth and confidence as they are: models that pool over
+    frames or sort them by focus (SweepNet, the plane sweep, classical DFF), not recurrent
+    ones. Such a model sets ``frame_order_equivariant = True``; a still stack then observes
+    each set of frames once (``StreamingPredictor.hold_stack_still``)."""
+    return bool(getattr(model, "frame_order_equivariant", False))
+
+
 def takes_frame_f_number(model: nn.Module) -> bool:
     """Whether ``model`` reads a per-frame f-number ``(B, S)`` (keyword ``f_number``) besides
     the camera tensor: models whose frames differ in aperture (two-aperture depth from

@@ -182,6 +182,8 @@ class SweepNetPhysics(DepthModel):
 
     info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
                      paper="focaldepth SweepNet vote + relative-blur plane sweep (this project)")
+    #: The vote pools over frames, the plane sweep sorts them by focus (models.base.order_equivariant).
+    frame_order_equivariant = True
 
     def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), num_hypotheses: int = 32,
                  physics_weight: float = 2.0, physics_power: float = 1.0, smooth: bool = True,

@@ -169,6 +169,8 @@ class SweepNet(DepthModel):
 
     info = ModelInfo(consumes="stack_any", uses_focus_distance=True, uses_camera=True,
                      paper="focaldepth SweepNet (this project): focus-volume vote with camera code")
+    #: Frames interact only through max and mean over frames (models.base.order_equivariant).
+    frame_order_equivariant = True
 
     def __init__(self, widths: tuple[int, ...] = (12, 16, 24, 32), coc_decoder: bool = False,
                  temperature: float = 1.0, extrapolate: bool = False):

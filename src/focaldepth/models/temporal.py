@@ -317,6 +317,11 @@ class TemporalSweepNet(DepthModel):
                 "window_fill): flow (B, 2, H, W) pixels, x of frame t was at x + flow(x) in frame t-1; "
                 "state None = first frame / reset"}
 
+    @property
+    def frame_order_equivariant(self) -> bool:
+        """The observation's (:meth:`observe`; the filter sees only its depth and confidence)."""
+        return bool(getattr(self.observer, "frame_order_equivariant", False))
+
     @staticmethod
     def initial_state() -> None:
         """The empty state: the next step starts from its observation alone."""
