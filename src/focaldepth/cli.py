@@ -24,9 +24,6 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Metric depth from focus and defocus in focal stacks and focus-sweep video."""
-    from focaldepth.allocator import keep_freed_memory
-
-    keep_freed_memory()  # freed tensors stay in the process: no page faults per frame (allocator.py)
 
 
 @app.command()

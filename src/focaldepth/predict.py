@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from focaldepth.allocator import keep_freed_memory
 from focaldepth.errors import UserError
 from focaldepth.models.base import (
     DepthModel,
@@ -252,7 +251,6 @@ class StreamingPredictor:
         if max_slices is not None and max_slices < 2:
             raise UserError(f"max_slices must be at least 2, got {max_slices}")
         self.max_slices = max_slices
-        keep_freed_memory()  # every frame allocates and frees the same feature maps (allocator.py)
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise UserError(f"unknown output resolution {output_resolution!r} (choose {' or '.join(OUTPUT_RESOLUTIONS)})")
         if upsample not in ("guided", "bilinear"):
@@ -868,7 +866,6 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     clip_formats = [fmt for fmt in extra_formats if fmt in CLIP_FORMATS]
     image_formats = tuple(fmt for fmt in extra_formats if fmt in ("png16", "exr"))
     thread_count = set_threads(threads)
-    keep_freed_memory()
     from focaldepth.datasets import is_adapter_spec, load_adapter_sequence
 
     # NAME:PATH[#ITEM] of a published dataset (focaldepth.datasets), else a folder or video

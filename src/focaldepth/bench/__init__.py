@@ -140,12 +140,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _allocator_applied() -> bool:
-    from focaldepth import allocator
-
-    return allocator.applied()
-
-
 def platform_info() -> dict[str, Any]:
     """What the figures were measured on. The load average matters on shared machines:
     other processes on the same cores slow everything down, the reference included."""
@@ -164,8 +158,5 @@ def platform_info() -> dict[str, Any]:
         "mkl": bool(torch.backends.mkl.is_available()),
         "cuda": torch.cuda.is_available(),
         "load_average_1_5_15min": load,
-        # focaldepth.allocator: freed memory kept in the process (the cases; the reference then
-        # runs in a fresh interpreter with the default allocator)
-        "keep_freed_memory": _allocator_applied(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -45,38 +45,7 @@ def _workload(features: torch.Tensor, weight: torch.Tensor, left: torch.Tensor,
 
 def reference_workload(runs: int = DEFAULT_RUNS, warmup: int = 1) -> dict[str, Any]:
     """Time the reference workload: ``seconds`` is the median of ``runs`` runs after
-    ``warmup`` untimed ones; also min/max, every run, and the torch thread count.
-
-    When this process keeps freed memory (:mod:`focaldepth.allocator`, which makes the
-    workload itself 1.3-1.45x faster: its 16 MB conv output is no longer faulted in afresh each
-    repetition), the workload runs in a fresh interpreter with glibc's default allocator
-    instead, at the same torch thread count, so that it stays the yardstick it has been since
-    session 1."""
-    from focaldepth import allocator
-
-    if allocator.applied():
-        return _in_fresh_process(runs, warmup)
-    return _time_here(runs, warmup)
-
-
-def _in_fresh_process(runs: int, warmup: int) -> dict[str, Any]:
-    import json
-    import os
-    import subprocess
-    import sys
-
-    code = ("import json, torch; torch.set_num_threads({threads}); "
-            "from focaldepth.bench.reference import _time_here; "
-            "print(json.dumps(_time_here({runs}, {warmup})))").format(
-                threads=torch.get_num_threads(), runs=int(runs), warmup=int(warmup))
-    env = {**os.environ, "FOCALDEPTH_KEEP_FREED_MEMORY": "0"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["process"] = "fresh interpreter, default glibc malloc"
-    return result
-
-
-def _time_here(runs: int, warmup: int) -> dict[str, Any]:
+    ``warmup`` untimed ones; also min/max, every run, and the torch thread count."""
     inputs = _make_inputs()
     seconds = timed_runs(lambda: _workload(*inputs), repeats=runs, warmup=warmup)
     summary = summarise_seconds(seconds)

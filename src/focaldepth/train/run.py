@@ -185,9 +185,6 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     ``resume=True`` continues from ``run_dir/checkpoints/last.ckpt`` when it exists (model,
     optimiser, scheduler, step counter and loop state) and starts afresh otherwise, so a job
     script can always pass it."""
-    from focaldepth.allocator import keep_freed_memory
-
-    keep_freed_memory()  # a training step allocates and frees the same large tensors every step
     run_dir = Path(run_dir)
     start = time.perf_counter()
     ckpt_path = check_run_folder(config, run_dir, resume, config_path)
