@@ -11,6 +11,11 @@ at the end of the clip: streaming must not grow with the length of the video.
 clip of the same sweep: decoding, prediction, upsampling, writing the outputs and encoding
 the side-by-side video, with 5- and 32-frame windows, and report frames/s end to end and
 where the time went (``summary.json``'s ``command_timing_s``).
+
+``stack`` cases time the whole command on a folder holding ONE sweep of N frames of that
+scene (a tripod focal stack): every frame is estimated from the whole stack, which is
+observed once (``StreamingPredictor.hold_stack_still``). Loading, the automatic alignment
+check and writing every frame's outputs are included.
 """
 
 from __future__ import annotations
@@ -89,6 +94,50 @@ COMMAND_CASES: tuple[tuple[int, int, int, int, dict[str, Any]], ...] = (
 )
 
 
+# Tripod-stack cases: (height, width, frames of the one sweep).
+STACK_CASES: tuple[tuple[int, int, int], ...] = ((720, 1280, 20),)
+
+
+def stack_frames(height: int, width: int, num_frames: int) -> tuple[np.ndarray, list[float], Camera]:
+    """uint8 frames (N, H, W, 3) of ONE near-to-far sweep of N frames, its focus list and camera."""
+    image, depth = benchmark_scene(height, width)
+    camera_t = benchmark_camera(max_coc_px=24.0 * width / 640)
+    focus = [float(f) for f in repeated_ramps(NEAR_M, FAR_M, num_frames, 1)]
+    with torch.inference_mode():
+        stack = render_focal_stack(image, depth, torch.tensor([focus]), camera_t)[0]
+    frames = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    focal_length_m, f_number, pitch_m = camera_t[0].tolist()
+    return frames, focus, Camera(focal_length_m * 1e3, f_number, pitch_m * width * 1e3, width)
+
+
+def _stack_case(model_name: str, height: int, width: int, num_frames: int) -> dict[str, Any]:
+    """``predict_sequence`` on a folder of one sweep (a tripod stack), timed as a whole."""
+    import tempfile
+    from pathlib import Path
+
+    from focaldepth.io.sequence import write_sequence
+    from focaldepth.predict import predict_sequence
+
+    frames, focus, camera = stack_frames(height, width, num_frames)
+    with tempfile.TemporaryDirectory() as folder:
+        write_sequence(Path(folder) / "stack", frames, focus, camera)
+        del frames
+        start = time.perf_counter()
+        summary = predict_sequence(Path(folder) / "stack", Path(folder) / "out", model=model_name, progress=False)
+        wall_s = time.perf_counter() - start
+        out_bytes = sum(p.stat().st_size for p in (Path(folder) / "out").rglob("*") if p.is_file())
+    split = {k: v for k, v in summary["command_timing_s"].items() if k not in ("wall", "frames_per_s")}
+    return {"name": f"stack {width}x{height}, {num_frames} frames, one sweep ({summary['mode']}, "
+                    f"{summary.get('observations_computed', num_frames)} observation(s))",
+            "width": width, "height": height, "window": summary["window_frames"], "num_frames": num_frames,
+            "working_hw": summary["working_size_hw"], "options": {}, "mode": summary["mode"],
+            "stack_still": summary.get("stack_still"), "observations_computed": summary.get("observations_computed"),
+            "wall_s": wall_s, "frames_per_s_end_to_end": num_frames / wall_s,
+            "predict_latency_median_s": summary["timing_s"]["per_frame_median"],
+            "split_s": split, "output_mib_per_frame": out_bytes / 2**20 / num_frames,
+            "optical_flows_computed": summary["optical_flows_computed"], "threads": summary["threads"]}
+
+
 def _command_case(model_name: str, height: int, width: int, window: int, num_frames: int,
                   options: dict[str, Any]) -> dict[str, Any]:
     """``predict_sequence`` on an mp4 of the sweep, timed as a whole."""
@@ -124,7 +173,8 @@ def _command_case(model_name: str, height: int, width: int, window: int, num_fra
 
 def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = DEFAULT_PREDICT_MODEL,
         num_frames: int = 60, reference_runs: int = 3,
-        command_cases: Sequence[tuple[int, int, int, int, dict[str, Any]]] = COMMAND_CASES) -> dict[str, Any]:
+        command_cases: Sequence[tuple[int, int, int, int, dict[str, Any]]] = COMMAND_CASES,
+        stack_cases: Sequence[tuple[int, int, int]] = STACK_CASES) -> dict[str, Any]:
     """Run the streaming-predict benchmark; JSON-ready dict with the reference beside it."""
     platform = platform_info()
     before = reference_workload(runs=reference_runs)
@@ -142,6 +192,7 @@ def run(sizes_hw: Sequence[tuple[int, int]] = SIZES_HW, *, model: str = DEFAULT_
     if (360, 640) in sizes_hw:
         cases.append(timed(_case(model, 360, 640, num_frames, max_pixels=LARGE_MAX_PIXELS)))
     commands = [timed(_command_case(model, *case)) for case in command_cases]
+    commands += [timed(_stack_case(model, *case)) for case in stack_cases]
     after = reference_workload(runs=reference_runs, warmup=0)
     reference_s = statistics.median(before["runs_s"] + after["runs_s"])
     for case in cases:

@@ -54,7 +54,7 @@ def _run_predict(repeats: int, quick: bool) -> dict[str, Any]:
 
     if quick:
         return predict.run(sizes_hw=((64, 64),), num_frames=10, reference_runs=1,
-                           command_cases=((64, 64, 5, 10, {}),))
+                           command_cases=((64, 64, 5, 10, {}),), stack_cases=((64, 64, 6),))
     return predict.run()
 
 
