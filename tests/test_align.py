@@ -133,3 +133,11 @@ def test_a_still_transform_leaves_the_frame_untouched():
     assert align.warp_to_reference(frame, nearly) is frame
     moved = np.array([[1.0, 0, 2.0], [0, 1.0, 0.0], [0, 0, 1.0]])
     assert not np.array_equal(align.warp_to_reference(frame, moved), frame)
+
+
+def test_the_quick_tripod_check_passes_a_tripod_and_not_a_hand_held_stack(stack):
+    """The automatic alignment skips the full registration only for a stack that holds still."""
+    tripod, _ = synthetic_stack(breathing=0.0, perspective=0.0, shift_px=0.0, rotation_deg=0.0)
+    quick = align.tripod_check(tripod)
+    assert quick is not None and max(quick.size_hw) == max(tripod.shape[1:3])
+    assert align.tripod_check(stack[0]) is None  # 3 % breathing and a shake: fully registered

@@ -409,6 +409,22 @@ def largest_corner_motion_px(alignment: StackAlignment) -> float:
                      for h in alignment.homographies))
 
 
+#: The automatic alignment first registers the stack at this size; a stack whose corners then
+#: move by less than half of :data:`AUTO_ALIGN_MIN_MOTION_FRACTION` is a tripod and is not
+#: registered again at :data:`ALIGN_MAX_SIDE_PX`. On a 20-frame 1280x720 sweep: tripod 0.12 %
+#: of the diagonal at 240 px (0.11 % at 480), the same frames with 3 % breathing and a 3 px,
+#: 0.5 degree shake 1.79 % (1.83 %); 0.28 s against 2.9 s at 960 px.
+QUICK_CHECK_SIDE_PX = 240
+
+
+def tripod_check(frames) -> StackAlignment | None:
+    """The stack's alignment at :data:`QUICK_CHECK_SIDE_PX` if it shows a tripod, else None."""
+    quick = estimate_stack_alignment(frames, max_side_px=QUICK_CHECK_SIDE_PX)
+    diagonal_px = math.hypot(*quick.size_hw)
+    still = largest_corner_motion_px(quick) < 0.5 * AUTO_ALIGN_MIN_MOTION_FRACTION * diagonal_px
+    return quick if still else None
+
+
 def prepare_handheld(sequence, *, stack_align: bool | str = False, far_to_near: bool | None = None):
     """What ``predict`` does to a sequence before streaming it; returns ``(sequence,
     far_to_near, report)``. An unknown camera makes the depth relative (the focus list is
@@ -434,7 +450,13 @@ def prepare_handheld(sequence, *, stack_align: bool | str = False, far_to_near: 
     relative = any(f is None for f in sequence.focus_distance_m)
     if stack_align:
         frames = sequence.load().frames
-        aligned, alignment, report["stack_alignment"] = align_stack(frames)
+        quick = tripod_check(frames) if stack_align == "auto" and not relative else None
+        if quick is not None:  # a tripod at a glance: the full-resolution registration is skipped
+            aligned, alignment = frames, quick
+            report["stack_alignment"] = {**alignment_report(alignment, [0.0] * len(frames)),
+                                         "registered_at_max_side_px": QUICK_CHECK_SIDE_PX}
+        else:
+            aligned, alignment, report["stack_alignment"] = align_stack(frames)
         motion_px = largest_corner_motion_px(alignment)
         diagonal_px = math.hypot(*alignment.size_hw)
         applied = stack_align != "auto" or motion_px > AUTO_ALIGN_MIN_MOTION_FRACTION * diagonal_px
