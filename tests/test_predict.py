@@ -379,16 +379,19 @@ def test_a_tripod_stack_is_observed_once_with_the_same_depth(tmp_path, model_fil
     summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
     assert summary["mode"] == "stack" and summary["stack_still"] is True
     assert summary["observations_computed"] == 1
-    depth = {}
+    depth, aif = {}, {}
     for hold in (False, True):  # every window observed, or one observation reordered
-        predictor = StreamingPredictor(load(model_file), CAMERA, focus, 64, 96, align=False)
+        predictor = StreamingPredictor(load(model_file), CAMERA, focus, 64, 96, align=False, all_in_focus=True)
         predictor.load_stack(list(frames), focus)
         if hold:
             predictor.hold_stack_still()
-        depth[hold] = [predictor.submit_stack_frame(i).result().depth_m for i in range(5)]
+        results = [predictor.submit_stack_frame(i).result() for i in range(5)]
+        depth[hold], aif[hold] = [r.depth_m for r in results], [r.all_in_focus for r in results]
         assert predictor.observations_computed == (1 if hold else 5)
     for i in range(5):
         np.testing.assert_allclose(depth[True][i], depth[False][i], rtol=1e-5)
+        # the focus weights are reordered with the frames: the same all-in-focus image
+        assert np.abs(aif[True][i].astype(int) - aif[False][i].astype(int)).max() <= 1
         np.testing.assert_allclose(np.load(tmp_path / "out" / "depth" / f"{i:06d}.npy"), depth[True][i], rtol=1e-5)
 
 
