@@ -30,9 +30,9 @@ from focaldepth.errors import UserError
 from focaldepth.models.base import (
     DepthModel,
     camera_tensor,
+    order_equivariant,
     run_model,
     single_thread_cpu,
-    order_equivariant,
     takes_frame_f_number,
 )
 from focaldepth.optics import Camera
@@ -347,6 +347,7 @@ class StreamingPredictor:
         self.flows_computed += 2 * (count - 1) if self.aligner else 0
         self._stream_window = self.window
         self.window, self._stack_focus = count, None
+        self._window_sources, self._observations = None, None  # a new stack is not held still yet
         # Unknown focus: the frames' positions along the sweep, as a stream would number them.
         pseudo = None if self.metric else self._relative_focus(count)
         self._stack = {"small": smalls, "gray": grays, "full": list(frames_rgb8), "backward": backward,
