@@ -317,13 +317,19 @@ def test_long_window_costs_as_much_as_max_slices_frames():
 # --- static focal stacks: every frame from the whole stack ------------------------------------
 
 
+def stack_folder(tmp_path, count=5):
+    """A tripod focal stack of ``count`` frames (one sweep) as a folder: (folder, focus, frames, truth)."""
+    focus = list(dioptric_ramp(0.45, 2.2, count))
+    frames, truth = render_sweep(focus)
+    folder = tmp_path / "stack"
+    write_sequence(folder, frames, focus, CAMERA)
+    return folder, focus, frames, truth
+
+
 def test_a_folder_with_one_sweep_is_a_stack_and_every_frame_gets_the_whole_stack(tmp_path, model_file):
     from focaldepth.models import load
 
-    focus = list(dioptric_ramp(0.45, 2.2, 5))
-    frames, _ = render_sweep(focus)
-    folder = tmp_path / "stack"
-    write_sequence(folder, frames, focus, CAMERA)
+    folder, focus, frames, _ = stack_folder(tmp_path)
     summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
     assert summary["mode"] == "stack" and "one focus sweep" in summary["mode_reason"]
     assert summary["stack_alignment"]["applied"] is False  # a tripod stack: pixels left alone
@@ -372,10 +378,7 @@ def test_order_equivariant_models_only_reorder_their_per_frame_outputs(name):
 def test_a_tripod_stack_is_observed_once_with_the_same_depth(tmp_path, model_file):
     from focaldepth.models import load
 
-    focus = list(dioptric_ramp(0.45, 2.2, 5))
-    frames, _ = render_sweep(focus)
-    folder = tmp_path / "stack"
-    write_sequence(folder, frames, focus, CAMERA)
+    folder, focus, frames, _ = stack_folder(tmp_path)
     summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False)
     assert summary["mode"] == "stack" and summary["stack_still"] is True
     assert summary["observations_computed"] == 1
@@ -396,10 +399,7 @@ def test_a_tripod_stack_is_observed_once_with_the_same_depth(tmp_path, model_fil
 
 
 def test_a_tripod_stack_longer_than_max_slices_is_observed_once(tmp_path, model_file):
-    focus = list(dioptric_ramp(0.45, 2.2, 7))
-    frames, truth = render_sweep(focus)
-    folder = tmp_path / "stack"
-    write_sequence(folder, frames, focus, CAMERA)
+    folder, _, _, truth = stack_folder(tmp_path, 7)
     summary = predict_sequence(folder, tmp_path / "out", model=str(model_file), progress=False, video=False,
                                max_slices=4, aif=True)
     assert summary["stack_still"] is True and summary["observations_computed"] == 1

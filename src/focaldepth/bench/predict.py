@@ -40,19 +40,23 @@ LARGE_MAX_PIXELS = 102_400
 FRAMES_PER_RAMP = 5
 
 
-def sweep_clip(height: int, width: int, num_frames: int) -> tuple[np.ndarray, list[float], Camera]:
-    """uint8 frames (N, H, W, 3) of a repeated focus ramp, its focus list and camera."""
+def stack_frames(height: int, width: int, num_frames: int) -> tuple[np.ndarray, list[float], Camera]:
+    """uint8 frames (N, H, W, 3) of ONE near-to-far sweep of N frames, its focus list and camera."""
     image, depth = benchmark_scene(height, width)
     camera_t = benchmark_camera(max_coc_px=24.0 * width / 640)
-    focus = [float(f) for f in repeated_ramps(NEAR_M, FAR_M, FRAMES_PER_RAMP, 1)]
+    focus = [float(f) for f in repeated_ramps(NEAR_M, FAR_M, num_frames, 1)]
     with torch.inference_mode():
         stack = render_focal_stack(image, depth, torch.tensor([focus]), camera_t)[0]
-    ramp = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    repeats = -(-num_frames // FRAMES_PER_RAMP)
-    frames = np.concatenate([ramp] * repeats)[:num_frames]
+    frames = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     focal_length_m, f_number, pitch_m = camera_t[0].tolist()
-    camera = Camera(focal_length_m * 1e3, f_number, pitch_m * width * 1e3, width)
-    return frames, (focus * repeats)[:num_frames], camera
+    return frames, focus, Camera(focal_length_m * 1e3, f_number, pitch_m * width * 1e3, width)
+
+
+def sweep_clip(height: int, width: int, num_frames: int) -> tuple[np.ndarray, list[float], Camera]:
+    """uint8 frames (N, H, W, 3) of a repeated focus ramp, its focus list and camera."""
+    ramp, focus, camera = stack_frames(height, width, FRAMES_PER_RAMP)
+    repeats = -(-num_frames // FRAMES_PER_RAMP)
+    return np.concatenate([ramp] * repeats)[:num_frames], (focus * repeats)[:num_frames], camera
 
 
 def _rss_mib() -> float:
@@ -96,18 +100,6 @@ COMMAND_CASES: tuple[tuple[int, int, int, int, dict[str, Any]], ...] = (
 
 # Tripod-stack cases: (height, width, frames of the one sweep).
 STACK_CASES: tuple[tuple[int, int, int], ...] = ((720, 1280, 20),)
-
-
-def stack_frames(height: int, width: int, num_frames: int) -> tuple[np.ndarray, list[float], Camera]:
-    """uint8 frames (N, H, W, 3) of ONE near-to-far sweep of N frames, its focus list and camera."""
-    image, depth = benchmark_scene(height, width)
-    camera_t = benchmark_camera(max_coc_px=24.0 * width / 640)
-    focus = [float(f) for f in repeated_ramps(NEAR_M, FAR_M, num_frames, 1)]
-    with torch.inference_mode():
-        stack = render_focal_stack(image, depth, torch.tensor([focus]), camera_t)[0]
-    frames = (stack.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    focal_length_m, f_number, pitch_m = camera_t[0].tolist()
-    return frames, focus, Camera(focal_length_m * 1e3, f_number, pitch_m * width * 1e3, width)
 
 
 def _stack_case(model_name: str, height: int, width: int, num_frames: int) -> dict[str, Any]:
