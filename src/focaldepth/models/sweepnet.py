@@ -60,7 +60,9 @@ class ConvBnReLU(nn.Sequential):
 
     def finish(self, convolved: torch.Tensor) -> torch.Tensor:
         """BatchNorm (training mode only; folded otherwise) and ReLU after the conv."""
-        return F.relu(self[1](convolved) if self.training else convolved)
+        # In place: the conv's output is fresh and nothing else reads it (autograd included:
+        # neither conv nor BatchNorm needs its output for the backward pass).
+        return F.relu(self[1](convolved) if self.training else convolved, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.folded()
@@ -100,11 +102,13 @@ class SliceMixer(nn.Module):
             stacked = part.unflatten(0, (-1, num_slices))
             mixed = F.conv2d(stacked.amax(dim=1), self.pooled_max.weight[:, channels]) \
                 + F.conv2d(stacked.mean(dim=1), self.pooled_mean.weight[:, channels])
-            own = term if own is None else own + term
-            pooled = mixed if pooled is None else pooled + mixed
+            # Accumulated in place: every term is a fresh conv output, so no copy is needed.
+            own = term if own is None else own.add_(term)
+            pooled = mixed if pooled is None else pooled.add_(mixed)
         bias = code_for_scale(code, scale).reshape(-1, SLICE_CODE_CHANNELS) @ own_weight[:, start:].T + self.own.bias
-        own = own + bias[:, :, None, None]
-        return (own.unflatten(0, (-1, num_slices)) + pooled.unsqueeze(1)).flatten(0, 1)
+        own.add_(bias[:, :, None, None])
+        own.unflatten(0, (-1, num_slices)).add_(pooled.unsqueeze(1))
+        return own
 
 
 def slice_code(focus_distance_m: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
@@ -142,7 +146,7 @@ class FusionBlock(nn.Module):
 
     def forward(self, features, num_slices, code, scale):
         parts = features if isinstance(features, list) else [features]
-        return self.convs(F.relu(self.mix(parts, num_slices, code, scale)))
+        return self.convs(F.relu(self.mix(parts, num_slices, code, scale), inplace=True))
 
 
 class UpBlock(nn.Module):
@@ -225,8 +229,8 @@ class SweepNet(DepthModel):
         own, relative = kernel[:, :channels], kernel[:, channels:]
         per_slice = F.conv2d(frames.flatten(0, 1), own + relative, bias, stride=2, padding=2)
         of_mean = F.conv2d(frames.mean(dim=1), relative, stride=2, padding=2)
-        convolved = (per_slice.unflatten(0, frames.shape[:2]) - of_mean.unsqueeze(1)).flatten(0, 1)
-        return first.finish(convolved)
+        per_slice.unflatten(0, frames.shape[:2]).sub_(of_mean.unsqueeze(1))
+        return first.finish(per_slice)
 
     def forward(self, frames, focus_distance_m, camera):
         check_inputs(frames, focus_distance_m, camera)
@@ -286,10 +290,12 @@ def conv3x3_to_one(features: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     # the broadcast batch, 4 vs 0.5 ms, even under no_grad.)
     taps = F.conv2d(features, conv.weight[0].permute(1, 2, 0).reshape(9, -1, 1, 1))
     taps = F.pad(taps, (1, 1, 1, 1))
-    out = conv.bias.view(1, 1, 1) if conv.bias is not None else 0.0
-    for tap in range(9):
+    out = taps[:, 0, :height, :width].clone()
+    for tap in range(1, 9):
         ky, kx = divmod(tap, 3)
-        out = out + taps[:, tap, ky:ky + height, kx:kx + width]
+        out.add_(taps[:, tap, ky:ky + height, kx:kx + width])
+    if conv.bias is not None:
+        out.add_(conv.bias.view(1, 1, 1))
     return out.unsqueeze(1)
 
 
