@@ -455,3 +455,29 @@ def test_a_folder_whose_objects_move_streams(tmp_path, model_file):
     still = predict_sequence(folder, tmp_path / "forced", model=str(model_file), progress=False, video=False,
                              stack=True)
     assert still["mode"] == "stack"  # --stack: the user's call
+
+
+def test_an_aligned_hand_held_stack_is_observed_once_like_a_tripod_stack(tmp_path, model_file):
+    """Breathing and a shake are removed by the alignment; what is left does not move, so the
+    stack is held still too, and its depth matches the tripod stack's."""
+    import cv2
+
+    from focaldepth.align import scale_about_centre
+
+    folder, focus, frames, truth = stack_folder(tmp_path, 5)
+    tripod = predict_sequence(folder, tmp_path / "tripod", model=str(model_file), progress=False, video=False)
+    shaken = []
+    for i, frame in enumerate(frames):  # 4 % breathing, a 2 px shake: clearly beyond the tripod check
+        warp = np.array([[1, 0, 2.0 * (-1) ** i], [0, 1, 1.0], [0, 0, 1]]) @ scale_about_centre(1.0 + 0.01 * i, 64, 96)
+        shaken.append(cv2.warpPerspective(frame, warp, (96, 64), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+    write_sequence(tmp_path / "shaken", np.stack(shaken), focus, CAMERA)
+    summary = predict_sequence(tmp_path / "shaken", tmp_path / "out", model=str(model_file), progress=False,
+                               video=False)
+    assert summary["stack_alignment"]["applied"] is True
+    assert summary["stack_still"] is True and summary["observations_computed"] == 1
+    assert summary["stack_still_px"] <= 0.4
+    assert tripod["stack_still"] is True
+    last = np.load(tmp_path / "out" / "depth" / "000004.npy")
+    reference = np.load(tmp_path / "tripod" / "depth" / "000004.npy")
+    inner = (slice(8, -8), slice(8, -8))  # away from the borders the shake brings in
+    assert np.median(np.abs(last[inner] - reference[inner]) / reference[inner]) < 0.05
