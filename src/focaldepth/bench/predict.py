@@ -92,6 +92,9 @@ def _case(model_name: str, height: int, width: int, num_frames: int,
 COMMAND_CASES: tuple[tuple[int, int, int, int, dict[str, Any]], ...] = (
     (360, 640, 5, 60, {}),
     (360, 640, 32, 36, {}),
+    # the same long window reading as many slices as a 5-frame one: what the window costs
+    # besides the extra slices that --max-slices (default 10) lets the vote read
+    (360, 640, 32, 36, {"max_slices": 6}),
     (1080, 1920, 5, 40, {}),
     (1080, 1920, 5, 40, {"extra_formats": ("npz16",), "output_resolution": "working"}),
     (1080, 1920, 32, 36, {}),
@@ -152,6 +155,9 @@ def _command_case(model_name: str, height: int, width: int, window: int, num_fra
     flags = " ".join(f"--format {f}" for f in options.get("extra_formats", ()))
     if options.get("output_resolution"):
         flags += f" --output-resolution {options['output_resolution']}"
+    if options.get("max_slices"):
+        flags += f" --max-slices {options['max_slices']}"
+    flags = flags.strip()
     split = {k: v for k, v in summary["command_timing_s"].items() if k not in ("wall", "frames_per_s")}
     return {"name": f"command {width}x{height} window {window}{' ' + flags if flags else ''}",
             "width": width, "height": height, "window": summary["window_frames"], "num_frames": num_frames,
