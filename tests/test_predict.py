@@ -481,3 +481,32 @@ def test_an_aligned_hand_held_stack_is_observed_once_like_a_tripod_stack(tmp_pat
     reference = np.load(tmp_path / "tripod" / "depth" / "000004.npy")
     inner = (slice(8, -8), slice(8, -8))  # away from the borders the shake brings in
     assert np.median(np.abs(last[inner] - reference[inner]) / reference[inner]) < 0.05
+
+
+SHARED_BALLS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mobile_depth_balls"
+
+
+@pytest.mark.skipif(not SHARED_BALLS.is_dir(), reason="needs ../shared/data/mobile_depth_balls (see ../shared/README.md)")
+def test_the_real_phone_stack_in_reverse_order_gives_the_same_depth(tmp_path):
+    """Named near to far instead of far to near, the real hand-held stack must come out the
+    same: the direction is read from its breathing, the most magnified frame stays the
+    reference, and the aligned stack is held still either way."""
+    import shutil
+
+    frames = sorted(SHARED_BALLS.glob("*.jpg"), key=lambda p: int(p.stem))  # all 25: the first 12 breathe too little to be aligned
+    forward, reverse = tmp_path / "forward", tmp_path / "reverse"
+    forward.mkdir()
+    reverse.mkdir()
+    for rank, path in enumerate(frames):
+        shutil.copy(path, forward / f"{rank}.jpg")
+        shutil.copy(path, reverse / f"{len(frames) - 1 - rank}.jpg")
+    summaries = {name: predict_sequence(folder, tmp_path / f"out_{name}", progress=False, video=False)
+                 for name, folder in (("forward", forward), ("reverse", reverse))}
+    assert summaries["forward"]["sweep_direction"] == "far_to_near"
+    assert summaries["reverse"]["sweep_direction"] == "near_to_far"
+    assert all(s["stack_still"] and s["observations_computed"] == 1 for s in summaries.values())
+    last = len(frames) - 1
+    a = np.load(tmp_path / "out_forward" / "depth" / f"{last:06d}.npy")
+    b = np.load(tmp_path / "out_reverse" / "depth" / "000000.npy")  # the same photograph
+    assert np.median(np.abs(a - b) / a) < 0.02
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
