@@ -457,22 +457,28 @@ def test_a_folder_whose_objects_move_streams(tmp_path, model_file):
     assert still["mode"] == "stack"  # --stack: the user's call
 
 
-def test_an_aligned_hand_held_stack_is_observed_once_like_a_tripod_stack(tmp_path, model_file):
-    """Breathing and a shake are removed by the alignment; what is left does not move, so the
-    stack is held still too, and its depth matches the tripod stack's."""
+def shaken_stack_folder(tmp_path):
+    """:func:`stack_folder`'s 5 frames with 4 % focus breathing and a 2 px shake (clearly beyond
+    the tripod check): (folder, tripod folder, truth)."""
     import cv2
 
     from focaldepth.align import scale_about_centre
 
     folder, focus, frames, truth = stack_folder(tmp_path, 5)
-    tripod = predict_sequence(folder, tmp_path / "tripod", model=str(model_file), progress=False, video=False)
     shaken = []
-    for i, frame in enumerate(frames):  # 4 % breathing, a 2 px shake: clearly beyond the tripod check
+    for i, frame in enumerate(frames):
         warp = np.array([[1, 0, 2.0 * (-1) ** i], [0, 1, 1.0], [0, 0, 1]]) @ scale_about_centre(1.0 + 0.01 * i, 64, 96)
         shaken.append(cv2.warpPerspective(frame, warp, (96, 64), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
     write_sequence(tmp_path / "shaken", np.stack(shaken), focus, CAMERA)
-    summary = predict_sequence(tmp_path / "shaken", tmp_path / "out", model=str(model_file), progress=False,
-                               video=False)
+    return tmp_path / "shaken", folder, truth
+
+
+def test_an_aligned_hand_held_stack_is_observed_once_like_a_tripod_stack(tmp_path, model_file):
+    """Breathing and a shake are removed by the alignment; what is left does not move, so the
+    stack is held still too, and its depth matches the tripod stack's."""
+    shaken, folder, truth = shaken_stack_folder(tmp_path)
+    tripod = predict_sequence(folder, tmp_path / "tripod", model=str(model_file), progress=False, video=False)
+    summary = predict_sequence(shaken, tmp_path / "out", model=str(model_file), progress=False, video=False)
     assert summary["stack_alignment"]["applied"] is True
     assert summary["stack_still"] is True and summary["observations_computed"] == 1
     assert summary["stack_still_px"] <= 0.4
@@ -510,3 +516,19 @@ def test_the_real_phone_stack_in_reverse_order_gives_the_same_depth(tmp_path):
     b = np.load(tmp_path / "out_reverse" / "depth" / "000000.npy")  # the same photograph
     assert np.median(np.abs(a - b) / a) < 0.02
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+
+
+def test_a_stack_forced_with_stack_is_aligned_whatever_its_length(tmp_path, model_file, monkeypatch):
+    """A folder longer than the automatic stack limit streams by default; --stack makes it a
+    stack, and then it must also be aligned (a real 75-frame hand-held sweep was left
+    unaligned: 0.96 correlation with its own 25-frame result instead of 0.999)."""
+    import focaldepth.predict as predict_module
+
+    shaken, _, _ = shaken_stack_folder(tmp_path)
+    monkeypatch.setattr(predict_module, "MAX_STACK_FRAMES", 4)
+    streamed = predict_sequence(shaken, tmp_path / "streamed", model=str(model_file), progress=False, video=False)
+    assert streamed["mode"] == "stream" and "stack_alignment" not in streamed
+    forced = predict_sequence(shaken, tmp_path / "forced", model=str(model_file), progress=False, video=False,
+                              stack=True)
+    assert forced["mode"] == "stack" and forced["stack_alignment"]["applied"] is True
+    assert forced["stack_still"] is True

@@ -873,7 +873,8 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
     sequence = load_adapter_sequence(input_path) if is_adapter_spec(input_path) else \
         load_sequence(input_path, meta_path, lazy=True)
     if stack_align is None:
-        stack_align = "auto" if align and stack is not False and stack_candidate(sequence)[0] else False
+        # (--stack forces a stack of any length, and then it is aligned like any other stack.)
+        stack_align = "auto" if align and (stack is True or (stack is None and stack_candidate(sequence)[0])) else False
     sequence, far_to_near, handheld = prepare_handheld(sequence, stack_align=stack_align, far_to_near=far_to_near)
     depth_model = load_model(model, device)
     if not (getattr(sequence, "camera_known", True) and all(f is not None for f in sequence.focus_distance_m)):
