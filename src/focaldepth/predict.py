@@ -963,7 +963,7 @@ def predict_sequence(input_path, out_dir, *, model: str = DEFAULT_PREDICT_MODEL,
                                 "frames): causal stream")
             else:
                 still_px = predictor.stack_still_px()
-                if still_stack(predictor, depth_model):
+                if still_stack(still_px, depth_model):
                     predictor.hold_stack_still()
                     still = True
             split_s["decode"] += loaded - start
@@ -1217,15 +1217,16 @@ def stack_mode(sequence, requested: bool | None, *, window: int | None, last_onl
     return stack_candidate(sequence)
 
 
-def still_stack(predictor: StreamingPredictor, model) -> bool:
+def still_stack(still_px: float, model) -> bool:
     """Whether a loaded static stack is held still (:meth:`StreamingPredictor.hold_stack_still`):
-    its pixels barely move (:data:`STILL_STACK_MEAN_FLOW_PX`) and the model's depth does not
+    its pixels barely move (``still_px``, :meth:`StreamingPredictor.stack_still_px`, at most
+    :data:`STILL_STACK_MEAN_FLOW_PX`) and the model's depth does not
     depend on the order of its frames. A hand-held stack counts once aligned (breathing and
     shake removed): the flows are measured on the aligned frames, so only a stack whose
     residual parallax is below the threshold is held. 10 synthetic hand-held cpu_test_v2
     stacks: the same AbsRel held (0.3117) as warped (0.3116), in 6.9 s against 10.0 s; the
-    real phone stack mobile_depth_balls (0.14 px): 8.6 s against 13.0 s for the command."""
-    return order_equivariant(model) and predictor.stack_still_px() <= STILL_STACK_MEAN_FLOW_PX
+    real phone stack mobile_depth_balls (0.077 px): 7.0-7.4 s against 13.0 s for the command."""
+    return order_equivariant(model) and still_px <= STILL_STACK_MEAN_FLOW_PX
 
 
 def stack_candidate(sequence) -> tuple[bool, str]:
