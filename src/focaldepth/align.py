@@ -385,16 +385,33 @@ def estimate_sweep_direction(frames, count: int, max_frames: int = DIRECTION_MAX
     return estimate_focus_order(alignment.magnification)
 
 
+#: :func:`mean_abs_gray_difference` reads frames shrunk to at most this long side: it is a
+#: diagnostic for summary.json, and at 12 MP (4032x2268, 25 frames) it took 5.6 of the
+#: command's 33 s at full size. Frames up to 1280 px wide are read as they are.
+DIFFERENCE_MAX_SIDE_PX = 1280
+
+
 def mean_abs_gray_difference(frames: np.ndarray, reference: int, border_fraction: float = 0.05) -> float:
     """Mean absolute gray-level difference (0-255) of every frame to the reference, inside a
     border of ``border_fraction`` of the size: a blunt residual-misalignment measure (defocus
-    differences add to it too, so compare before/after on the same stack)."""
-    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]).astype(np.float32)
-    height, width = gray.shape[1:]
+    differences add to it too, so compare before/after on the same stack). Frames larger than
+    :data:`DIFFERENCE_MAX_SIDE_PX` are area-shrunk to it first."""
+    def gray(frame: np.ndarray) -> np.ndarray:
+        out = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        factor = DIFFERENCE_MAX_SIDE_PX / float(max(out.shape))
+        if factor < 1.0:
+            out = cv2.resize(out, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        return out
+
+    reference_gray = gray(frames[reference])
+    height, width = reference_gray.shape
     by, bx = int(height * border_fraction), int(width * border_fraction)
-    inner = gray[:, by:height - by, bx:width - bx]
-    others = [i for i in range(len(frames)) if i != reference]
-    return float(np.abs(inner[others] - inner[reference]).mean())
+    inner = (slice(by, height - by), slice(bx, width - bx))
+    # uint8 |a - b| (cv2.absdiff) is exact; summed per frame in float64.
+    totals = [float(cv2.absdiff(gray(frame), reference_gray)[inner].sum(dtype=np.float64))
+              for i, frame in enumerate(frames) if i != reference]
+    count = (height - 2 * by) * (width - 2 * bx) * len(totals)
+    return sum(totals) / count
 
 
 # --- the predict hook --------------------------------------------------------------------------
