@@ -3,6 +3,7 @@ it, by a bounded amount, and starts as the identity (warm starts from vote-only 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from focaldepth import models
@@ -54,3 +55,43 @@ def test_depth_never_passes_the_floor_behind_the_farthest_focus(make_inputs):
     depth = _depth(model, inputs)
     assert torch.isfinite(depth).all() and (depth > 0).all()
     assert depth.max() <= far_m / FARTHEST_FRACTION * (1 + 1e-4)
+
+
+def _randomised(model):
+    """A SweepNet whose BatchNorm statistics are not the identity (as after training)."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.copy_(0.1 * torch.randn(module.num_features, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(module.num_features, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(module.num_features, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(module.num_features, generator=generator))
+    return model
+
+
+def test_a_widened_sweepnet_computes_the_same_function_and_its_copies_learn_apart(make_inputs):
+    from focaldepth.models.sweepnet import widened
+
+    inputs = make_inputs(slices=4)
+    narrow = _randomised(models.create("sweepnet", widths=(4, 6, 8, 8)))
+    wide = widened(narrow, (4, 10, 12, 16), seed=2)
+    assert wide.down3.convs[1][0].weight.shape[0] == 16 and wide.stem[0][0].weight.shape[0] == 4
+    assert torch.allclose(_depth(wide, inputs), _depth(narrow, inputs), rtol=1e-5)
+    # training mode (batch statistics) too, and the copies of a channel get different gradients
+    narrow.train()
+    wide.train()
+    out_wide = wide(*inputs)["depth_m"]
+    assert torch.allclose(out_wide, narrow(*inputs)["depth_m"], rtol=1e-4)
+    out_wide.mean().backward()
+    grads = wide.down2.convs[1][0].weight.grad.flatten(1)
+    assert torch.unique(grads.norm(dim=1)).numel() == grads.shape[0]
+
+
+def test_widening_refuses_a_narrower_or_changed_first_level():
+    from focaldepth.models.sweepnet import widened
+
+    narrow = models.create("sweepnet", widths=(4, 6, 8, 8))
+    for widths in ((6, 6, 8, 8), (4, 4, 8, 8), (4, 6, 8)):
+        with pytest.raises(ValueError, match="widths"):
+            widened(narrow, widths)
