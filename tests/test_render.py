@@ -353,3 +353,66 @@ def test_bad_inputs_give_clear_messages(change, message):
     arguments.update({key: value for key, value in change.items() if key not in options})
     with pytest.raises(ValueError, match=re.escape(message)):
         render_focal_stack(**arguments, **options)
+
+
+# --- complete surfaces: see-through defocused occluders (render_surfaces) -----------------------
+
+
+def _card_over_wall(size_px: int, card_m: float, wall_m: float, height: int = 64, width: int = 64):
+    """A textured wall and a flat grey card of ``size_px`` in its middle, as complete surfaces."""
+    from focaldepth.render import render_surfaces  # noqa: F401  (imported by the callers)
+
+    wall = texture(height, width, seed=5)[0]
+    mask = torch.zeros(1, height, width)
+    top, left = (height - size_px) // 2, (width - size_px) // 2
+    mask[:, top:top + size_px, left:left + size_px] = 1.0
+    colour = torch.stack([wall, 0.2 * mask.expand(3, -1, -1)])
+    alpha = torch.stack([torch.ones(1, height, width), mask])
+    depth = torch.stack([torch.full((1, height, width), wall_m), torch.full((1, height, width), card_m)])
+    return wall, mask, colour, alpha, depth
+
+
+def test_complete_surfaces_render_as_the_all_in_focus_renderer_where_nothing_is_hidden():
+    from focaldepth.render import render_surfaces
+
+    wall, mask, colour, alpha, depth = _card_over_wall(20, 0.7, 1.0)
+    cam = camera()[0]
+    # in focus on the card, the wall blurred behind it: nothing hidden matters
+    out = render_surfaces(colour, alpha, depth, focus(0.7)[0], cam)
+    aif = wall * (1 - mask) + 0.2 * mask
+    reference = render(aif[None], torch.where(mask > 0, 0.7, 1.0)[None], focus(0.7))[0]
+    torch.testing.assert_close(out[:, :, 25:39, 25:39], reference[:, :, 25:39, 25:39], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[:, :, :, :8], reference[:, :, :, :8], atol=1e-4, rtol=0)
+
+
+def test_a_small_heavily_defocused_occluder_turns_see_through_unlike_the_aif_renderer():
+    from focaldepth.render import render_surfaces
+
+    # a 6 px card blurred by a CoC of ~15 px over a wall in focus
+    wall, mask, colour, alpha, depth = _card_over_wall(6, 0.7, 1.0)
+    assert 10 < coc_px(0.7, 1.0, FOCAL_LENGTH_M, F_NUMBER, PIXEL_PITCH_M) < 20
+    out = render_surfaces(colour, alpha, depth, focus(1.0)[0], camera()[0])[0]
+    aif = wall * (1 - mask) + 0.2 * mask
+    old = render(aif[None], torch.where(mask > 0, 0.7, 1.0)[None], focus(1.0))[0, 0]
+    centre = (slice(29, 35), slice(29, 35))
+    # the card's light spreads over ~15^2 px: at its centre the wall shows through (the
+    # card covers 6^2 / (pi 7.5^2) ~ 20 % of the aperture's view there) ...
+    see_through = float((out[(slice(None), *centre)] - wall[(slice(None), *centre)]).abs().mean())
+    stays = float((old[(slice(None), *centre)] - wall[(slice(None), *centre)]).abs().mean())
+    assert see_through < 0.5 * stays
+    # ... and the wall's own detail is still there (correlation with the sharp wall)
+    a, b = out[(slice(None), *centre)].flatten(), wall[(slice(None), *centre)].flatten()
+    assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.5
+
+
+def test_an_opaque_surface_between_two_layers_stays_opaque():
+    from focaldepth.render import render_surfaces
+
+    # the card's depth between layer depths: it must still hide the wall completely in focus
+    wall, mask, colour, alpha, depth = _card_over_wall(30, 0.7, 1.0)
+    depth = torch.cat([depth, torch.full_like(depth[:1], 0.5)])  # a third surface sets the grid
+    colour = torch.cat([colour, torch.zeros_like(colour[:1])])
+    alpha = torch.cat([alpha, torch.zeros_like(alpha[:1])])
+    alpha[2, :, :2, :2] = 1.0  # a speck at 0.5 m in a corner
+    out = render_surfaces(colour, alpha, depth, focus(0.7)[0], camera()[0], num_layers=7)
+    torch.testing.assert_close(out[0, :, 28:36, 28:36], torch.full((3, 8, 8), 0.2), atol=1e-4, rtol=0)

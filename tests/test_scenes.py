@@ -300,9 +300,10 @@ def test_cycles_aperture_reproduces_the_thin_lens_coc():
 
 
 def test_blender_backend_config_needs_bpy(monkeypatch):
-    from focaldepth.scenes import blender
+    from focaldepth.scenes import backends
 
-    monkeypatch.setattr(blender, "blender_available", lambda: False)
+    # (the config check asks scenes.backends, which the Blender backend's own module re-exports)
+    monkeypatch.setattr(backends, "blender_available", lambda: False)
     config = load_config(TINY).to_dict()
     config["scene"]["render"]["backend"] = "blender"
     with pytest.raises(UserError, match="render.backend: blender needs the bpy package"):
@@ -433,3 +434,39 @@ def test_texture_softness_lowers_gradient_energy_and_zero_changes_nothing():
 
     assert gradient_energy(soft) < 0.7 * gradient_energy(crisp)
     assert abs(float(soft.mean()) - float(crisp.mean())) < 0.02  # blurred, not darkened
+
+
+def test_complete_surfaces_composited_unblurred_give_the_all_in_focus_image():
+    from focaldepth.scenes.procedural import cast_surfaces
+
+    cfg = load_config(TINY).scene
+    rng, _ = seed_streams(0, 5)
+    scene = sample_scene(rng, cfg, split_pools(0)["train"], dynamic=False)
+    layers = cast_surfaces(scene, 0.0, 2)
+    aif = rasterise(scene, np.zeros(1), 2).aif[0]
+    order = torch.where(layers.alpha > 0, layers.depth_m, torch.full_like(layers.depth_m, float("inf"))).argsort(0)
+    colour = torch.gather(layers.colour, 0, order.expand(-1, 3, -1, -1))
+    alpha = torch.gather(layers.alpha, 0, order)
+    composite, open_ = torch.zeros_like(aif), torch.ones_like(aif[:1])
+    for k in range(len(colour)):
+        composite += open_ * colour[k]
+        open_ = open_ * (1.0 - alpha[k])
+    assert float(open_.max()) == 0.0  # the wall covers every pixel
+    # equal but for anti-aliased outline pixels where two surfaces share sub-pixel rays
+    assert float((composite - aif).abs().mean()) < 1e-3
+
+
+def test_complete_occlusion_is_a_seeded_render_option_and_changes_only_the_frames():
+    base = load_config(TINY).scene
+    complete = dataclasses.replace(base, render=dataclasses.replace(base.render, occlusion="complete"))
+    a = generate_sequence(base, split_pools(0)["train"], 0, 2)
+    b = generate_sequence(complete, split_pools(0)["train"], 0, 2)
+    again = generate_sequence(complete, split_pools(0)["train"], 0, 2)
+    np.testing.assert_array_equal(b.frames, again.frames)
+    np.testing.assert_array_equal(a.depth_m, b.depth_m)
+    np.testing.assert_array_equal(a.aif, b.aif)
+    assert not np.array_equal(a.frames, b.frames)
+    assert b.params["occlusion"] == "complete" and a.params["occlusion"] == "aif"
+    with pytest.raises(UserError, match="render.occlusion"):
+        parse_config({**load_config(TINY).to_dict(), "scene": {**load_config(TINY).to_dict()["scene"],
+                                                               "render": {"occlusion": "magic"}}})

@@ -312,6 +312,73 @@ def render_focal_stack(image: Tensor, depth_m: Tensor, focus_distance_m: Tensor,
     return stack.transpose(-1, -2).contiguous()
 
 
+def render_surfaces(colour: Tensor, alpha: Tensor, depth_m: Tensor, focus_distance_m: Tensor, camera: Tensor,
+                    *, num_layers: int = 24, psf: str = "disk") -> Tensor:
+    """Focal stack ``(S, C, H, W)`` of a scene given as K *complete* surfaces: each with its
+    colour premultiplied by its coverage (``colour`` ``(K, C, H, W)``, ``alpha``
+    ``(K, 1, H, W)``), including what nearer surfaces hide, and its depth through every pixel
+    (``depth_m`` ``(K, 1, H, W)``, any value where alpha is 0); one of them must cover every
+    pixel (a background wall). ``focus_distance_m`` ``(S,)``, ``camera`` ``(3,)``.
+
+    Unlike :func:`render_focal_stack`, which only knows the all-in-focus image and must
+    invent what an occluder hides (Ikoma et al.'s normalisation), this sees through a
+    defocused occluder as a lens does: a small near object blurred by a CoC larger than
+    itself fades to near transparency over the sharp background behind it, as Cycles renders
+    it. Each surface is split over ``num_layers`` layers in inverse depth (one grid for the
+    whole scene, each pixel of a surface on its nearest layer); the surfaces of a layer are
+    merged per pixel in z order and the layers blurred with their layer's PSF and composited far to near with the plain
+    *over* operator (no normalisation: nothing behind a fragment is missing). No autograd."""
+    if colour.dim() != 4 or alpha.shape != (colour.shape[0], 1, *colour.shape[2:]) or depth_m.shape != alpha.shape:
+        raise ValueError(f"render_surfaces: colour (K, C, H, W), alpha and depth_m (K, 1, H, W); got "
+                         f"{tuple(colour.shape)}, {tuple(alpha.shape)}, {tuple(depth_m.shape)}")
+    channels, height, width = colour.shape[1:]
+    present = alpha > 0
+    inverse_depth = torch.where(present, 1.0 / depth_m.clamp_min(1e-6), torch.zeros_like(depth_m))
+    low = float(torch.where(present, inverse_depth, torch.full_like(inverse_depth, math.inf)).min())
+    high = float(inverse_depth.max())
+    layer_dpt = torch.linspace(low, high, num_layers, dtype=colour.dtype)
+    span = max(high - low, torch.finfo(colour.dtype).tiny)
+    position = (inverse_depth - low) / span * (num_layers - 1)  # (K, 1, H, W)
+    cam = camera.view(1, 3).to(colour.dtype)
+    focus = focus_distance_m.view(1, -1).to(colour.dtype)
+    layer_depth_m = (1.0 / layer_dpt.clamp_min(1e-9)).view(1, -1)
+    coc = layer_coc_px(layer_depth_m, focus, cam)  # (1, L, S)
+    slices = focus.shape[1]
+    out = colour.new_zeros(1, slices, channels, width, height)
+    transmittance = colour.new_ones(1, slices, 1, width, height)
+    # Per-pixel front-to-back order of the surfaces (z-buffer order), used inside each layer.
+    order = torch.where(present, depth_m, torch.full_like(depth_m, math.inf)).argsort(dim=0)
+    with torch.no_grad():
+        for layer in range(num_layers):  # far to near
+            # Hard assignment to the nearest layer: an opaque surface split over two layers
+            # would let the over operator leak through it (shares 1/2 + 1/2 cover only 3/4).
+            share = ((position.round() == layer) & present).to(colour.dtype)  # (K, 1, H, W)
+            used = [k for k in range(colour.shape[0]) if bool((share[k] > 0).any())]
+            if not used:
+                continue
+            # The layer's surfaces share one blur: merge them per pixel, nearest in front
+            # (over, unblurred), then blur and composite the merged layer.
+            layer_colour = colour.new_zeros(channels, height, width)
+            layer_alpha = colour.new_zeros(1, height, width)
+            layer_open = colour.new_ones(1, height, width)
+            ranked_colour = torch.gather(colour * share, 0, order.expand(-1, channels, -1, -1))
+            ranked_alpha = torch.gather(alpha * share, 0, order)
+            for rank in range(len(colour)):
+                if not bool(ranked_alpha[rank].any()):
+                    continue
+                layer_colour += layer_open * ranked_colour[rank]
+                layer_alpha += layer_open * ranked_alpha[rank]
+                layer_open *= 1.0 - ranked_alpha[rank]
+            # [alpha c, alpha, 1]: the accumulated-alpha plane is 1 (a complete scene behind
+            # every layer), so _over's normalisation divides by 1: the plain over operator.
+            planes = torch.cat([layer_colour, layer_alpha, torch.ones_like(layer_alpha)], dim=0)[None]
+            radius = kernel_radius_px(float(coc[0, layer].max()), psf)
+            out, transmittance = _composite_layer(planes, coc[:, layer], out, transmittance, psf=psf,
+                                                  radius_px=radius, in_place=True)
+    coverage = (1.0 - transmittance).clamp_min(ALPHA_FLOOR)
+    return out.div_(coverage)[0].transpose(-1, -2).contiguous()
+
+
 def render_defocus(sharp_srgb: Tensor, depth_m: Tensor, focus_distance_m: Sequence[float],
                    camera: Camera, *, f_number: float, psf: str = "disk", num_layers: int = 32,
                    linear_light: bool = True) -> Tensor:

@@ -104,11 +104,19 @@ class NoiseConfig:
     read_std: Range = (5e-4, 5e-3)
 
 
+OCCLUSION_MODES = ("aif", "complete")
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     backend: str = "procedural"  # or "blender": Cycles path tracing (needs bpy), see scenes.blender
     num_layers: int = 24  # procedural backend: depth layers
     psf: str = "disk"  # procedural backend: "disk" or "gaussian"
+    # procedural backend: "aif" blurs the all-in-focus image and depth (render_focal_stack:
+    # what an occluder hides is invented); "complete" blurs every surface whole, hidden parts
+    # included (render_surfaces: defocused occluders turn see-through, as through a lens and in
+    # Cycles). "aif" keeps older configs' data unchanged.
+    occlusion: str = "aif"
     samples: int = 128  # blender backend: Cycles samples per pixel
 
 
@@ -243,5 +251,7 @@ def check_scene_config(cfg: SceneConfig, path: object | None = None) -> None:
         _fail("render.samples", f"must be >= 1, got {r.samples}", path)
     if r.psf not in PSFS:
         _fail("render.psf", f"must be one of {list(PSFS)}, got {r.psf!r}", path)
+    if r.occlusion not in OCCLUSION_MODES:
+        _fail("render.occlusion", f"must be one of {list(OCCLUSION_MODES)}, got {r.occlusion!r}", path)
     if r.num_layers < 2:
         _fail("render.num_layers", f"must be >= 2, got {r.num_layers}", path)

@@ -357,6 +357,56 @@ def _cast_frame(scene: Scene, frame: float, samples: int, *, colour: bool, geome
     return best_depth, best_id, best_u, best_v, image
 
 
+@dataclass(frozen=True)
+class SurfaceLayers:
+    """Every surface of one frame on its own, not hidden by the others (what a lens with an
+    aperture sees around a defocused occluder): ``colour`` (K, 3, H, W) premultiplied by
+    ``alpha`` (K, 1, H, W), the surface's coverage of each pixel over ``antialias``^2 rays,
+    and ``depth_m`` (K, 1, H, W), the surface plane's depth through each pixel centre (inf
+    where the plane is not in front of the camera). Surfaces that miss the image are left out."""
+
+    colour: torch.Tensor
+    alpha: torch.Tensor
+    depth_m: torch.Tensor
+
+
+def cast_surfaces(scene: Scene, frame: float, antialias: int = 2) -> SurfaceLayers:
+    """:class:`SurfaceLayers` of ``frame`` (see there); the background wall covers every pixel."""
+    x_fine, y_fine = _ray_axes(scene.height, scene.width, scene.focal_px, antialias)
+    x_centre, y_centre = _ray_axes(scene.height, scene.width, scene.focal_px, 1)
+    time = scene.time(frame)
+    camera = camera_centres(scene.camera_velocity_m, np.array([time]))[0]
+    colours, alphas, depths = [], [], []
+    shape = (scene.height, scene.width)
+    for surface in scene.surfaces:
+        centre, rotation = surface.motion.pose(time)
+        box = _pixel_box(surface, centre, rotation, camera, scene.focal_px, scene.height, scene.width)
+        if box is None:
+            continue
+        r0, r1, c0, c1 = box
+        fine_rows, fine_cols = slice(r0 * antialias, r1 * antialias), slice(c0 * antialias, c1 * antialias)
+        depth, u, v = _intersect(centre, rotation, camera, x_fine[None, fine_cols], y_fine[fine_rows, None])
+        hit = torch.isfinite(depth)
+        if surface.shape is not None:
+            hit &= surface.shape.inside(u / surface.half_size_m, v / surface.half_size_m)
+        if not bool(hit.any()):
+            continue
+        fine_colour = torch.zeros((3,) + hit.shape, dtype=torch.float32)
+        row_idx, col_idx = hit.nonzero(as_tuple=True)
+        fine_colour[:, row_idx, col_idx] = _sample_texture(surface, u[hit], v[hit]).T
+        colour = torch.zeros((3,) + shape, dtype=torch.float32)
+        alpha = torch.zeros((1,) + shape, dtype=torch.float32)
+        colour[:, r0:r1, c0:c1] = F.avg_pool2d(fine_colour[None], antialias)[0]
+        alpha[:, r0:r1, c0:c1] = F.avg_pool2d(hit[None, None].to(torch.float32), antialias)[0]
+        depth_centre = torch.full((1,) + shape, math.inf, dtype=torch.float32)
+        depth_centre[0, r0:r1, c0:c1] = _intersect(centre, rotation, camera, x_centre[None, c0:c1],
+                                                   y_centre[r0:r1, None])[0]
+        colours.append(colour)
+        alphas.append(alpha)
+        depths.append(depth_centre)
+    return SurfaceLayers(torch.stack(colours), torch.stack(alphas), torch.stack(depths))
+
+
 def rasterise(scene: Scene, frames: np.ndarray, antialias: int = 1) -> Raster:
     """Exact depth, anti-aliased all-in-focus colour, surface ids and local hit coordinates
     for ``frames`` (frame numbers, may be fractional)."""
@@ -414,5 +464,5 @@ def describe_scene(scene: Scene) -> dict[str, Any]:
     }
 
 
-__all__ = ["Raster", "Scene", "Surface", "backward_flow", "describe_scene", "rasterise", "rotation_matrix",
+__all__ = ["Raster", "Scene", "Surface", "SurfaceLayers", "backward_flow", "cast_surfaces", "describe_scene", "rasterise", "rotation_matrix",
            "sample_scene"]

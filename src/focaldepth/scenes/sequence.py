@@ -114,6 +114,34 @@ def render_frames(aif_u8: np.ndarray, depth_m: np.ndarray, focus_distance_m: np.
     return frames.permute(0, 2, 3, 1).clamp(0.0, 1.0).numpy()
 
 
+def render_frames_complete(scene, frame_numbers: np.ndarray, focus_distance_m: np.ndarray, *, antialias: int,
+                           num_layers: int, psf: str) -> np.ndarray:
+    """Defocused frames (T, H, W, 3) float32 in [0, 1] from every surface whole
+    (:func:`focaldepth.scenes.procedural.cast_surfaces`, :func:`focaldepth.render.render_surfaces`):
+    a static scene (one frame number) is cast once and rendered at each distinct focus
+    distance; a dynamic one frame by frame, each at its own focus distance."""
+    from focaldepth.render import render_surfaces
+    from focaldepth.scenes.procedural import cast_surfaces
+
+    cam = camera_tensor(scene.camera)
+    if len(frame_numbers) == 1:
+        layers = cast_surfaces(scene, float(frame_numbers[0]), antialias)
+        distinct, inverse = np.unique(focus_distance_m, return_inverse=True)
+        stack = render_surfaces(layers.colour, layers.alpha, layers.depth_m,
+                                torch.from_numpy(distinct).to(torch.float32), cam, num_layers=num_layers, psf=psf)
+        frames = stack[torch.from_numpy(inverse.reshape(-1))]
+    else:
+        frames = torch.stack([
+            render_surfaces(*_layers(cast_surfaces(scene, float(frame), antialias)),
+                            torch.tensor([float(focus)]), cam, num_layers=num_layers, psf=psf)[0]
+            for frame, focus in zip(frame_numbers, focus_distance_m)])
+    return frames.permute(0, 2, 3, 1).clamp(0.0, 1.0).numpy()
+
+
+def _layers(layers):
+    return layers.colour, layers.alpha, layers.depth_m
+
+
 def add_sensor_noise(frames: np.ndarray, rng: np.random.Generator, shot: float, read_std: float) -> np.ndarray:
     """Shot + read noise, Gaussian approximation: std = sqrt(shot * x + read_std^2)."""
     if shot == 0.0 and read_std == 0.0:
@@ -185,8 +213,12 @@ def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> 
         if not dynamic:
             aif = np.repeat(aif, num_frames, axis=0)
             depth_m = np.repeat(depth_m, num_frames, axis=0)
-        rendered = render_frames(aif, depth_m, focus_distance_m, scene.camera, static=not dynamic,
-                                 num_layers=cfg.render.num_layers, psf=cfg.render.psf)
+        if cfg.render.occlusion == "complete":
+            rendered = render_frames_complete(scene, frame_numbers, focus_distance_m, antialias=cfg.antialias,
+                                              num_layers=cfg.render.num_layers, psf=cfg.render.psf)
+        else:
+            rendered = render_frames(aif, depth_m, focus_distance_m, scene.camera, static=not dynamic,
+                                     num_layers=cfg.render.num_layers, psf=cfg.render.psf)
     shot = log_uniform(noise_rng, cfg.noise.shot)
     read_std = log_uniform(noise_rng, cfg.noise.read_std)
     frames = to_uint8(add_sensor_noise(rendered, noise_rng, shot, read_std))
@@ -197,6 +229,8 @@ def generate_sequence(cfg: SceneConfig, pools: Pools, seed: int, index: int) -> 
         from focaldepth.scenes.blender import blender_version
 
         params["blender_version"] = blender_version()
+    if not blender:
+        params["occlusion"] = cfg.render.occlusion
     params.update({"backend": cfg.render.backend, "noise_shot": round(shot, 8), "noise_read_std": round(read_std, 8),
                    "max_coc_px": round(float(coc.max()), 4),
                    "frames_per_ramp": focus.frames_per_ramp, "num_ramps": num_ramps})
