@@ -1,4 +1,4 @@
-"""The shipped physics hybrids (v4-v8): they load, carry a model card, fall back to their vote
+"""The shipped physics hybrids (v4-v9): they load, carry a model card, fall back to their vote
 without a lens, and answer beyond the sweep on a plane the vote cannot reach."""
 import math
 
@@ -12,7 +12,7 @@ from focaldepth.render import render_focal_stack
 
 
 @pytest.mark.parametrize("name", ["sweepnet_default_v4", "sweepnet_default_v5", "sweepnet_default_v6",
-                                  "sweepnet_default_v7", "sweepnet_default_v8"])
+                                  "sweepnet_default_v7", "sweepnet_default_v8", "sweepnet_default_v9"])
 def test_shipped_hybrid_has_a_card_and_a_vote(name):
     extra = read_checkpoint(str(shipped_weights_path(name)))["extra"]
     card = extra["model_card"]
@@ -30,7 +30,8 @@ def test_v5_vote_differs_from_v4_and_fusion_is_the_same():
     assert any(not torch.equal(v4_state[k], v5_state[k]) for k in v4_state if k.startswith("net."))
 
 
-@pytest.mark.parametrize("name", ["sweepnet_default_v5", "sweepnet_default_v6", "sweepnet_default_v7"])
+@pytest.mark.parametrize("name", ["sweepnet_default_v5", "sweepnet_default_v6", "sweepnet_default_v7",
+                                  "sweepnet_default_v9"])
 def test_hybrid_answers_beyond_the_farthest_focus(name):
     torch.manual_seed(0)
     texture = torch.rand(1, 3, 96, 96)
@@ -120,3 +121,17 @@ def test_agreement_is_one_where_the_parts_agree_and_falls_by_e_per_sweep_step():
     physics = torch.tensor([[[[1.0, 1.5, 0.0]]]])
     expected = torch.tensor([1.0, math.exp(-1.0), math.exp(-2.0)])
     assert torch.allclose(agreement(vote, physics, focus_dpt).flatten(), expected)
+
+
+def test_v9_is_v8_with_a_new_vote_and_its_temporal_model_carries_it():
+    v8, v9 = (read_checkpoint(str(shipped_weights_path(n))) for n in ("sweepnet_default_v8", "sweepnet_default_v9"))
+    assert v8["kwargs"] == v9["kwargs"]
+    assert v8["state_dict"].keys() == v9["state_dict"].keys()
+    assert any(not torch.equal(v8["state_dict"][k], v9["state_dict"][k]) for k in v8["state_dict"])
+    t9 = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v9")))
+    t8 = read_checkpoint(str(shipped_weights_path("sweepnet_temporal_v8")))
+    for key, value in v9["state_dict"].items():  # the temporal model's observer is v9
+        assert torch.equal(t9["state_dict"]["observer." + key], value)
+    assert all(torch.equal(t9["state_dict"][k], t8["state_dict"][k]) for k in t8["state_dict"] if k.startswith("cell."))
+    card = t9["extra"]["model_card"]
+    assert card["name"] == "sweepnet_temporal_v9" and card["cpu_hours"] and "cpu_train_v4" in card["training_data"]
